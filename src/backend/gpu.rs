@@ -1,0 +1,462 @@
+//! The wgpu backend: adapter selection, the kernel registry, a pipeline cache, a buffer pool and a
+//! command recorder that batches many dispatches into few queue submissions.
+//!
+//! Ordering model: every upload, dispatch and download is recorded into one command encoder in
+//! program order, so a pooled buffer released by one op and reused by the next is always safe
+//! (the GPU executes the encoder in order, with wgpu inserting the barriers).
+use anyhow::{Context, Result, anyhow, bail};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Every WGSL file of the engine: (file name, source). One file per op family.
+pub const KERNELS: &[(&str, &str)] = &[
+    ("conv2d.wgsl", include_str!("../../kernels/conv2d.wgsl")),
+    ("elementwise.wgsl", include_str!("../../kernels/elementwise.wgsl")),
+    ("linear.wgsl", include_str!("../../kernels/linear.wgsl")),
+    ("norm.wgsl", include_str!("../../kernels/norm.wgsl")),
+    ("resize.wgsl", include_str!("../../kernels/resize.wgsl")),
+    ("segmap.wgsl", include_str!("../../kernels/segmap.wgsl")),
+    ("spade.wgsl", include_str!("../../kernels/spade.wgsl")),
+];
+
+/// Dispatches recorded before the encoder is submitted, so the device starts early on long passes.
+const DISPATCHES_PER_SUBMIT: usize = 48;
+
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<(wgpu::ComputePipeline, usize)>>>,
+    layouts: Mutex<HashMap<usize, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
+    pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    recorder: Mutex<Recorder>,
+    error: Arc<Mutex<Option<String>>>,
+    /// Bytes currently allocated in device buffers (pooled or live), and the peak.
+    mem: Mutex<(u64, u64)>,
+}
+
+struct Recorder {
+    encoder: Option<wgpu::CommandEncoder>,
+    dispatches: usize,
+}
+
+/// A device buffer owned by a tensor; returns to the pool when dropped.
+pub struct GpuBuf {
+    ctx: Arc<GpuContext>,
+    buf: Option<wgpu::Buffer>,
+}
+
+impl GpuBuf {
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        self.buf.as_ref().expect("buffer present until drop")
+    }
+    pub fn ctx(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+}
+
+impl Drop for GpuBuf {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            self.ctx.pool.lock().unwrap().entry(b.size()).or_default().push(b);
+        }
+    }
+}
+
+/// All adapters wgpu can see on this machine (every backend).
+pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+}
+
+impl GpuContext {
+    /// Opens an adapter. `name` filters by case-insensitive substring of the adapter name.
+    /// With `hardware_only`, software adapters (lavapipe, llvmpipe, WARP) are skipped.
+    pub fn new(name: Option<&str>, hardware_only: bool) -> Result<GpuContext> {
+        let adapters = enumerate_adapters();
+        if adapters.is_empty() {
+            bail!(
+                "no GPU adapter found (wgpu saw none on Vulkan/Metal/DX12/GL); install a driver \
+                 (e.g. `apt-get install mesa-vulkan-drivers libvulkan1`) or use --backend cpu"
+            );
+        }
+        let listing: Vec<String> = adapters
+            .iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+            })
+            .collect();
+        let rank = |a: &wgpu::Adapter| {
+            let i = a.get_info();
+            let ty = match i.device_type {
+                wgpu::DeviceType::DiscreteGpu => 0,
+                wgpu::DeviceType::IntegratedGpu => 1,
+                wgpu::DeviceType::VirtualGpu => 2,
+                wgpu::DeviceType::Other => 3,
+                wgpu::DeviceType::Cpu => 4,
+            };
+            // Vulkan first: GL's first dispatch of a barrier kernel can take a minute on llvmpipe.
+            let be = match i.backend {
+                wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+                _ => 1,
+            };
+            (ty, be)
+        };
+        let mut candidates: Vec<wgpu::Adapter> = adapters
+            .into_iter()
+            .filter(|a| {
+                let i = a.get_info();
+                name.is_none_or(|n| i.name.to_lowercase().contains(&n.to_lowercase()))
+                    && (!hardware_only || i.device_type != wgpu::DeviceType::Cpu)
+            })
+            .collect();
+        candidates.sort_by_key(rank);
+        let Some(adapter) = candidates.into_iter().next() else {
+            bail!(
+                "no {}adapter matches{}; adapters found: {}",
+                if hardware_only { "hardware " } else { "" },
+                name.map(|n| format!(" '{n}'")).unwrap_or_default(),
+                listing.join("; ")
+            );
+        };
+        let info = adapter.get_info();
+        let alimits = adapter.limits();
+        let mut limits = wgpu::Limits::downlevel_defaults();
+        limits.max_storage_buffer_binding_size = alimits.max_storage_buffer_binding_size;
+        limits.max_buffer_size = alimits.max_buffer_size;
+        limits.max_storage_buffers_per_shader_stage = alimits.max_storage_buffers_per_shader_stage.min(8);
+        limits.max_compute_workgroup_storage_size = alimits.max_compute_workgroup_storage_size;
+        limits.max_compute_invocations_per_workgroup = alimits.max_compute_invocations_per_workgroup;
+        limits.max_compute_workgroup_size_x = alimits.max_compute_workgroup_size_x;
+        limits.max_compute_workgroup_size_y = alimits.max_compute_workgroup_size_y;
+        limits.max_compute_workgroup_size_z = alimits.max_compute_workgroup_size_z;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("spadework"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| {
+            format!(
+                "adapter '{}' ({:?}) failed to start; try --backend cpu",
+                info.name, info.backend
+            )
+        })?;
+        let error = Arc::new(Mutex::new(None::<String>));
+        let sink = error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut g = sink.lock().unwrap();
+            if g.is_none() {
+                *g = Some(e.to_string());
+            }
+        }));
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            modules: Default::default(),
+            pipelines: Default::default(),
+            layouts: Default::default(),
+            pool: Default::default(),
+            recorder: Mutex::new(Recorder { encoder: None, dispatches: 0 }),
+            error,
+            mem: Mutex::new((0, 0)),
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({:?}, {:?}, driver {} {})",
+            self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
+        )
+    }
+
+    /// Peak bytes of device buffers held at once since the context started.
+    pub fn peak_bytes(&self) -> u64 {
+        self.mem.lock().unwrap().1
+    }
+
+    fn check_error(&self) -> Result<()> {
+        if let Some(e) = self.error.lock().unwrap().take() {
+            bail!("GPU error: {e} (the CPU backend, --backend cpu, avoids the device)");
+        }
+        Ok(())
+    }
+
+    /// A storage buffer of at least `bytes` (rounded up to 16), from the pool when possible.
+    pub fn alloc(self: &Arc<Self>, bytes: u64) -> Result<GpuBuf> {
+        let size = bytes.max(16).div_ceil(16) * 16;
+        if size > self.limits.max_storage_buffer_binding_size as u64 {
+            bail!(
+                "tensor of {} MiB exceeds this adapter's max storage binding of {} MiB; \
+                 use a smaller size or --backend cpu",
+                size >> 20,
+                self.limits.max_storage_buffer_binding_size >> 20
+            );
+        }
+        if let Some(b) = self.pool.lock().unwrap().get_mut(&size).and_then(|v| v.pop()) {
+            return Ok(GpuBuf { ctx: self.clone(), buf: Some(b) });
+        }
+        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut m = self.mem.lock().unwrap();
+        m.0 += size;
+        m.1 = m.1.max(m.0);
+        Ok(GpuBuf { ctx: self.clone(), buf: Some(buf) })
+    }
+
+    /// Frees every pooled (unused) buffer.
+    pub fn trim_pool(&self) {
+        let mut pool = self.pool.lock().unwrap();
+        let freed: u64 = pool.values().flatten().map(|b| b.size()).sum();
+        pool.clear();
+        self.mem.lock().unwrap().0 -= freed;
+    }
+
+    fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
+        let mut rec = self.recorder.lock().unwrap();
+        let enc = rec
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        f(enc)
+    }
+
+    /// Submits what has been recorded so far (without waiting).
+    pub fn submit(&self) {
+        let enc = {
+            let mut rec = self.recorder.lock().unwrap();
+            rec.dispatches = 0;
+            rec.encoder.take()
+        };
+        if let Some(enc) = enc {
+            self.queue.submit([enc.finish()]);
+        }
+    }
+
+    /// Submits and waits for the device to finish.
+    pub fn sync(&self) -> Result<()> {
+        self.submit();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("GPU device lost or hung: {e}; try --backend cpu"))?;
+        self.check_error()
+    }
+
+    /// Uploads f32 data into a new pooled buffer (ordered with the recorded work).
+    pub fn upload(self: &Arc<Self>, data: &[f32]) -> Result<GpuBuf> {
+        self.upload_bytes(bytemuck::cast_slice(data))
+    }
+
+    pub fn upload_bytes(self: &Arc<Self>, bytes: &[u8]) -> Result<GpuBuf> {
+        let dst = self.alloc(bytes.len() as u64)?;
+        if !bytes.is_empty() {
+            let padded;
+            let src_bytes = if bytes.len() % 4 != 0 {
+                padded = [bytes, &[0u8; 4][..4 - bytes.len() % 4]].concat();
+                &padded[..]
+            } else {
+                bytes
+            };
+            let staging = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: src_bytes,
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
+            self.with_encoder(|enc| {
+                enc.copy_buffer_to_buffer(&staging, 0, dst.buffer(), 0, src_bytes.len() as u64)
+            });
+        }
+        Ok(dst)
+    }
+
+    /// Reads `len` f32 values back (submits and waits).
+    pub fn download(&self, src: &GpuBuf, len: usize) -> Result<Vec<f32>> {
+        let bytes = (len * 4) as u64;
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.with_encoder(|enc| enc.copy_buffer_to_buffer(src.buffer(), 0, &staging, 0, bytes));
+        self.submit();
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| anyhow!("GPU device lost or hung: {e}; try --backend cpu"))?;
+        self.check_error()?;
+        rx.recv()
+            .map_err(|_| anyhow!("GPU readback was dropped"))?
+            .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
+        let out = {
+            let view = staging.get_mapped_range(..).map_err(|e| anyhow!("GPU readback failed: {e:?}"))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    fn layout(&self, n_inputs: usize) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        let mut layouts = self.layouts.lock().unwrap();
+        layouts
+            .entry(n_inputs)
+            .or_insert_with(|| {
+                let mut entries = Vec::new();
+                for i in 0..=n_inputs {
+                    entries.push(wgpu::BindGroupLayoutEntry {
+                        binding: i as u32,
+                        visibility: wgpu::ShaderStages::COMPUTE,
+                        ty: wgpu::BindingType::Buffer {
+                            ty: wgpu::BufferBindingType::Storage { read_only: i < n_inputs },
+                            has_dynamic_offset: false,
+                            min_binding_size: None,
+                        },
+                        count: None,
+                    });
+                }
+                entries.push(wgpu::BindGroupLayoutEntry {
+                    binding: n_inputs as u32 + 1,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                });
+                let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: None,
+                    entries: &entries,
+                });
+                let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                    label: None,
+                    bind_group_layouts: &[Some(&bgl)],
+                    immediate_size: 0,
+                });
+                (bgl, pl)
+            })
+            .clone()
+    }
+
+    /// The compiled pipeline for `entry` in kernel file `file` (compiled once, then cached).
+    fn pipeline(&self, file: &'static str, entry: &'static str, n_inputs: usize) -> Result<Arc<(wgpu::ComputePipeline, usize)>> {
+        if let Some(p) = self.pipelines.lock().unwrap().get(&(file, entry)) {
+            return Ok(p.clone());
+        }
+        let src = KERNELS
+            .iter()
+            .find(|(n, _)| *n == file)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| anyhow!("unknown kernel file {file}"))?;
+        let module = {
+            let mut modules = self.modules.lock().unwrap();
+            modules
+                .entry(file)
+                .or_insert_with(|| {
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(file),
+                        source: wgpu::ShaderSource::Wgsl(src.into()),
+                    })
+                })
+                .clone()
+        };
+        let (_, layout) = self.layout(n_inputs);
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        self.check_error().with_context(|| format!("compiling {file}:{entry}"))?;
+        let p = Arc::new((pipeline, n_inputs));
+        self.pipelines.lock().unwrap().insert((file, entry), p.clone());
+        Ok(p)
+    }
+
+    /// Records one dispatch of `file:entry` reading `inputs` (bindings 0..n), writing `output`
+    /// (binding n) with the uniform `params` (binding n+1, 32-bit words).
+    pub fn dispatch(
+        &self,
+        file: &'static str,
+        entry: &'static str,
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+        params: &[u32],
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        if groups.iter().any(|&g| g > max) {
+            bail!("{file}:{entry}: dispatch {groups:?} exceeds the adapter limit {max} per dimension");
+        }
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let p = self.pipeline(file, entry, inputs.len())?;
+        let (bgl, _) = self.layout(inputs.len());
+        let mut words = params.to_vec();
+        while words.len() % 4 != 0 || words.is_empty() {
+            words.push(0);
+        }
+        let ubuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .collect();
+        entries.push(wgpu::BindGroupEntry { binding: inputs.len() as u32, resource: output.as_entire_binding() });
+        entries.push(wgpu::BindGroupEntry { binding: inputs.len() as u32 + 1, resource: ubuf.as_entire_binding() });
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &bgl, entries: &entries });
+        let submit_now = {
+            let mut rec = self.recorder.lock().unwrap();
+            let enc = rec
+                .encoder
+                .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+                pass.set_pipeline(&p.0);
+                pass.set_bind_group(0, &bg, &[]);
+                pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+            }
+            rec.dispatches += 1;
+            rec.dispatches >= DISPATCHES_PER_SUBMIT
+        };
+        if submit_now {
+            self.submit();
+        }
+        Ok(())
+    }
+}
+
+/// Splits `n` workgroups over x (≤ 65535) and y, for 1-D kernels that rebuild the flat index from
+/// `num_workgroups`.
+pub fn groups_1d(total_threads: usize, wg: usize) -> [u32; 3] {
+    let g = total_threads.div_ceil(wg).max(1);
+    if g <= 65535 {
+        [g as u32, 1, 1]
+    } else {
+        [65535, g.div_ceil(65535) as u32, 1]
+    }
+}

@@ -1,0 +1,28 @@
+//! One module per op family: shape rules, the CPU twin (`*_cpu` functions on host slices, also the
+//! test oracle for the WGSL kernel), and the GPU dispatch of `kernels/<family>.wgsl`.
+pub mod conv2d;
+pub mod elementwise;
+pub mod linear;
+pub mod norm;
+pub mod resize;
+pub mod segmap;
+pub mod spade;
+
+pub use conv2d::Conv2d;
+pub use elementwise::{add, leaky_relu, relu, tanh};
+pub use linear::Linear;
+pub use norm::{ParamFreeNorm, instance_norm};
+pub use resize::{NearestRule, resize_nearest, upsample2x};
+pub use segmap::seg_input;
+pub use spade::modulate;
+
+use crate::backend::gpu::GpuContext;
+use crate::tensor::Tensor;
+use anyhow::Result;
+use std::sync::Arc;
+
+/// A new GPU tensor of `shape` (contents undefined until a kernel writes it).
+pub(crate) fn gpu_empty(ctx: &Arc<GpuContext>, shape: &[usize]) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    Ok(Tensor::gpu(shape.to_vec(), ctx.alloc((n * 4) as u64)?))
+}
