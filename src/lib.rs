@@ -11,6 +11,7 @@ pub mod backend;
 pub mod io;
 pub mod models;
 pub mod ops;
+pub mod render;
 pub mod rng;
 pub mod tensor;
 pub mod weights;

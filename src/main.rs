@@ -1,1 +1,207 @@
-fn main() {}
+//! The `spadework` command line: render, convert, adapters.
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use spadework::backend::{BackendChoice, Device};
+use spadework::io::{image as img, labels, npy};
+use spadework::models::SpadeConfig;
+use spadework::render::{Model, ZSource};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "spadework", version, about = "Semantic image synthesis (SPADE/GauGAN) on WGSL kernels and a fast CPU backend")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Turn a segmentation map into an image.
+    Render(RenderArgs),
+    /// Convert an NVlabs generator checkpoint (.pth) into a self-describing safetensors file.
+    Convert(ConvertArgs),
+    /// List the GPU adapters wgpu finds.
+    Adapters,
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// Model file written by `spadework convert`.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Label map PNG: 8/16-bit label ids, a palette PNG (indices), or colours of the model's palette.
+    #[arg(long)]
+    map: PathBuf,
+    /// Instance map PNG (8/16-bit ids) for models with an instance-edge channel.
+    #[arg(long)]
+    instance: Option<PathBuf>,
+    /// Style image (VAE models with an encoder): its mean latent becomes z.
+    #[arg(long, conflicts_with_all = ["seed", "z"])]
+    style: Option<PathBuf>,
+    /// Seed for z ~ N(0, I) (VAE models). Default 0.
+    #[arg(long, conflicts_with = "z")]
+    seed: Option<u64>,
+    /// z as a .npy (float32/64, z_dim values).
+    #[arg(long)]
+    z: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Adapter name substring (e.g. "llvmpipe", "nvidia").
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Output PNG.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Also write the float32 NCHW output before quantisation (.npy).
+    #[arg(long)]
+    raw: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ConvertArgs {
+    /// NVlabs generator checkpoint (latest_net_G.pth), legacy or zip serialization.
+    input: PathBuf,
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Start from a published checkpoint's test options.
+    #[arg(long, value_parser = ["ade20k", "coco", "cityscapes"])]
+    preset: Option<String>,
+    #[arg(long)]
+    label_nc: Option<usize>,
+    #[arg(long)]
+    contain_dontcare_label: bool,
+    #[arg(long)]
+    no_instance: bool,
+    #[arg(long)]
+    crop_size: Option<usize>,
+    #[arg(long)]
+    aspect_ratio: Option<f64>,
+    #[arg(long, value_parser = ["normal", "more", "most"])]
+    num_upsampling_layers: Option<String>,
+    #[arg(long)]
+    use_vae: bool,
+    #[arg(long)]
+    z_dim: Option<usize>,
+    #[arg(long = "norm-g")]
+    norm_g: Option<String>,
+    /// Generator width; inferred from the weights when omitted.
+    #[arg(long)]
+    ngf: Option<usize>,
+    /// The VAE style encoder checkpoint (latest_net_E.pth) to include.
+    #[arg(long = "netE")]
+    net_e: Option<PathBuf>,
+    /// JSON list of {id, name, color:[r,g,b]} for palette maps and class names.
+    #[arg(long)]
+    classes: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Render(a) => render(a),
+        Cmd::Convert(a) => convert(a),
+        Cmd::Adapters => adapters(),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn render(a: RenderArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let device = Device::select(a.backend, a.adapter.as_deref())?;
+    eprintln!("using {}", device.describe());
+    let model = Model::load(&a.weights, &device)?;
+    let t_load = t0.elapsed();
+    let map = labels::read_map_png(&a.map)?;
+    let inst = a.instance.as_ref().map(|p| labels::read_map_png(p).map(|m| (m, p.display().to_string()))).transpose()?;
+    let map_name = a.map.display().to_string();
+    if inst.is_none() && !model.cfg.no_instance {
+        eprintln!("note: no --instance given; using the label map's class boundaries as instance edges");
+    }
+    let prepared = labels::prepare(&model.cfg, &map, &map_name, inst.as_ref().map(|(m, n)| (m, n.as_str())))?;
+    let z = if let Some(p) = &a.z {
+        Some(ZSource::Given(npy::read_f32(p)?.1))
+    } else if let Some(s) = &a.style {
+        let (mu, _) = model.encode_style(s)?;
+        Some(ZSource::Given(mu))
+    } else {
+        a.seed.map(ZSource::Seed)
+    };
+    if model.cfg.use_vae && z.is_none() {
+        eprintln!("note: VAE model and no --seed/--z/--style: using seed 0");
+    } else if !model.cfg.use_vae && (a.seed.is_some() || a.z.is_some()) {
+        bail!("this model is not a VAE generator; --seed/--z have no effect");
+    }
+    let t1 = Instant::now();
+    let (out, (h, w)) = model.render(&prepared, z.as_ref())?;
+    let t_render = t1.elapsed();
+    if let Some(raw) = &a.raw {
+        npy::write_f32(raw, &[1, 3, h, w], &out)?;
+    }
+    img::save_rgb_png(&a.output, &img::to_rgb8(&out, h, w), h, w)?;
+    let peak = match &device {
+        Device::Gpu(ctx) => format!(", peak device memory {:.1} MiB", ctx.peak_bytes() as f64 / 1048576.0),
+        Device::Cpu => String::new(),
+    };
+    eprintln!(
+        "rendered {w}x{h} in {:.1} ms (load {:.1} ms{peak}) -> {}",
+        t_render.as_secs_f64() * 1e3,
+        t_load.as_secs_f64() * 1e3,
+        a.output.display()
+    );
+    Ok(())
+}
+
+fn convert(a: ConvertArgs) -> Result<()> {
+    let mut cfg = match &a.preset {
+        Some(p) => SpadeConfig::preset(p)?,
+        None => SpadeConfig::nvlabs_defaults(),
+    };
+    if let Some(v) = a.label_nc {
+        cfg.label_nc = v;
+    }
+    cfg.contain_dontcare_label |= a.contain_dontcare_label;
+    cfg.no_instance |= a.no_instance;
+    if let Some(v) = a.crop_size {
+        cfg.crop_size = v;
+    }
+    if let Some(v) = a.aspect_ratio {
+        cfg.aspect_ratio = v;
+    }
+    if let Some(v) = a.num_upsampling_layers {
+        cfg.num_upsampling_layers = v;
+    }
+    cfg.use_vae |= a.use_vae;
+    if let Some(v) = a.z_dim {
+        cfg.z_dim = v;
+    }
+    if let Some(v) = a.norm_g {
+        cfg.norm_g = v;
+    }
+    cfg.ngf = a.ngf.unwrap_or(0);
+    if let Some(p) = &a.classes {
+        let s = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        cfg.classes = serde_json::from_str(&s).with_context(|| format!("{}: expected a JSON list of {{id, name, color}}", p.display()))?;
+    }
+    let t = Instant::now();
+    let store = spadework::weights::convert::convert(&a.input, a.net_e.as_deref(), cfg)?;
+    store.save(&a.output)?;
+    let n: usize = store.tensors.values().map(|(_, d)| d.len()).sum();
+    eprintln!("wrote {} ({} tensors, {} parameters) in {:.2} s", a.output.display(), store.tensors.len(), n, t.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn adapters() -> Result<()> {
+    let list = spadework::backend::gpu::enumerate_adapters();
+    if list.is_empty() {
+        println!("no adapters found");
+    }
+    for a in list {
+        let i = a.get_info();
+        println!("{} | {:?} | {:?} | driver {} {}", i.name, i.backend, i.device_type, i.driver, i.driver_info);
+    }
+    Ok(())
+}

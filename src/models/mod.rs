@@ -1,1 +1,8 @@
+//! Networks, one file per concept.
+pub mod config;
+pub mod encoder;
 pub mod spade;
+
+pub use config::SpadeConfig;
+pub use encoder::ConvEncoder;
+pub use spade::SpadeGenerator;

@@ -1,0 +1,288 @@
+//! The NVlabs SPADE generator (SPADE_SPEC §2), written like the paper's figure:
+//! fc → head_0 → up → G_middle_0 → [up] → G_middle_1 → (up → up_i)* → lrelu → conv_img → tanh.
+//! Field and tensor names are the checkpoint's keys verbatim.
+use super::config::{NormKind, SpadeConfig};
+use crate::backend::Device;
+use crate::ops::{self, Conv2d, Linear, NearestRule, ParamFreeNorm};
+use crate::tensor::Tensor;
+use crate::weights::WeightStore;
+use anyhow::{Result, bail};
+use std::collections::BTreeSet;
+
+/// Hidden width of every SPADE's shared MLP (hard-coded in NVlabs).
+pub const NHIDDEN: usize = 128;
+/// Negative slope of the block and final activations.
+pub const LRELU: f32 = 0.2;
+
+/// Creates layers from a [`WeightStore`] on a device, checking every name and shape.
+pub struct Loader<'a> {
+    pub store: &'a WeightStore,
+    pub device: &'a Device,
+}
+
+impl Loader<'_> {
+    pub fn conv(&self, name: &str, shape: [usize; 4], bias: bool, stride: usize, pad: usize) -> Result<Conv2d> {
+        let w = self.store.get(&format!("{name}.weight"), &shape)?;
+        let b = if bias { Some(self.store.get(&format!("{name}.bias"), &shape[..1])?) } else { None };
+        Conv2d::new(self.device, w, shape, b, stride, pad)
+    }
+    pub fn linear(&self, name: &str, shape: [usize; 2]) -> Result<Linear> {
+        let w = self.store.get(&format!("{name}.weight"), &shape)?;
+        let b = self.store.get(&format!("{name}.bias"), &shape[..1])?;
+        Linear::new(self.device, w, shape, Some(b))
+    }
+}
+
+/// Every tensor name and shape a generator with `cfg` has, in forward order.
+pub fn expected_tensors(cfg: &SpadeConfig) -> Result<Vec<(String, Vec<usize>)>> {
+    let (_, norm, ks) = cfg.parse_norm_g()?;
+    let nf = cfg.ngf;
+    let snc = cfg.semantic_nc();
+    let mut v: Vec<(String, Vec<usize>)> = Vec::new();
+    let conv = |v: &mut Vec<_>, name: &str, shape: [usize; 4], bias: bool| {
+        v.push((format!("{name}.weight"), shape.to_vec()));
+        if bias {
+            v.push((format!("{name}.bias"), vec![shape[0]]));
+        }
+    };
+    if cfg.use_vae {
+        let (sh, sw) = cfg.first_size()?;
+        v.push(("fc.weight".into(), vec![16 * nf * sh * sw, cfg.z_dim]));
+        v.push(("fc.bias".into(), vec![16 * nf * sh * sw]));
+    } else {
+        conv(&mut v, "fc", [16 * nf, snc, 3, 3], true);
+    }
+    for (name, fin, fout) in cfg.blocks()? {
+        let fmid = fin.min(fout);
+        conv(&mut v, &format!("{name}.conv_0"), [fmid, fin, 3, 3], true);
+        conv(&mut v, &format!("{name}.conv_1"), [fout, fmid, 3, 3], true);
+        let mut norms = vec![("norm_0", fin), ("norm_1", fmid)];
+        if fin != fout {
+            conv(&mut v, &format!("{name}.conv_s"), [fout, fin, 1, 1], false);
+            norms.push(("norm_s", fin));
+        }
+        for (nn, c) in norms {
+            let p = format!("{name}.{nn}");
+            if norm == NormKind::Batch {
+                v.push((format!("{p}.param_free_norm.running_mean"), vec![c]));
+                v.push((format!("{p}.param_free_norm.running_var"), vec![c]));
+            }
+            conv(&mut v, &format!("{p}.mlp_shared.0"), [NHIDDEN, snc, ks, ks], true);
+            conv(&mut v, &format!("{p}.mlp_gamma"), [c, NHIDDEN, ks, ks], true);
+            conv(&mut v, &format!("{p}.mlp_beta"), [c, NHIDDEN, ks, ks], true);
+        }
+    }
+    let last = if cfg.num_up()? == 7 { nf / 2 } else { nf };
+    conv(&mut v, "conv_img", [3, last, 3, 3], true);
+    if cfg.has_encoder {
+        v.extend(super::encoder::expected_tensors(cfg, None));
+    }
+    Ok(v)
+}
+
+/// SPADE(C): param-free norm, then `n * (1 + gamma) + beta` from a conv MLP on the resized map.
+pub struct Spade {
+    param_free_norm: ParamFreeNorm,
+    mlp_shared: Conv2d,
+    /// mlp_gamma and mlp_beta stacked into one conv with 2C outputs (one pass over the hidden map).
+    mlp_gamma_beta: Conv2d,
+}
+
+impl Spade {
+    fn load(l: &Loader, prefix: &str, c: usize, cfg: &SpadeConfig) -> Result<Spade> {
+        let (_, norm, ks) = cfg.parse_norm_g()?;
+        let pad = ks / 2;
+        let param_free_norm = match norm {
+            NormKind::Batch => ParamFreeNorm::batch(
+                l.device,
+                l.store.get(&format!("{prefix}.param_free_norm.running_mean"), &[c])?,
+                l.store.get(&format!("{prefix}.param_free_norm.running_var"), &[c])?,
+            )?,
+            NormKind::Instance => ParamFreeNorm::Instance,
+        };
+        let mlp_shared = l.conv(&format!("{prefix}.mlp_shared.0"), [NHIDDEN, cfg.semantic_nc(), ks, ks], true, 1, pad)?;
+        let shape = [c, NHIDDEN, ks, ks];
+        let gw = l.store.get(&format!("{prefix}.mlp_gamma.weight"), &shape)?;
+        let gb = l.store.get(&format!("{prefix}.mlp_gamma.bias"), &[c])?;
+        let bw = l.store.get(&format!("{prefix}.mlp_beta.weight"), &shape)?;
+        let bb = l.store.get(&format!("{prefix}.mlp_beta.bias"), &[c])?;
+        let mlp_gamma_beta = Conv2d::new(l.device, &[gw, bw].concat(), [2 * c, NHIDDEN, ks, ks], Some(&[gb, bb].concat()), 1, pad)?;
+        Ok(Spade { param_free_norm, mlp_shared, mlp_gamma_beta })
+    }
+
+    /// `seg` must already be at x's resolution (see [`SegPyramid`]). `act` fuses a leaky-ReLU.
+    fn forward(&self, x: &Tensor, seg: &Tensor, act: Option<f32>) -> Result<Tensor> {
+        let actv = ops::relu(&self.mlp_shared.forward(seg)?)?;
+        let gamma_beta = self.mlp_gamma_beta.forward(&actv)?;
+        drop(actv);
+        ops::modulate(x, &self.param_free_norm, &gamma_beta, act)
+    }
+}
+
+/// SPADEResnetBlock(fin, fout): learned shortcut iff fin != fout.
+pub struct SpadeResnetBlock {
+    conv_0: Conv2d,
+    conv_1: Conv2d,
+    conv_s: Option<Conv2d>,
+    norm_0: Spade,
+    norm_1: Spade,
+    norm_s: Option<Spade>,
+}
+
+impl SpadeResnetBlock {
+    fn load(l: &Loader, name: &str, fin: usize, fout: usize, cfg: &SpadeConfig) -> Result<Self> {
+        let fmid = fin.min(fout);
+        let learned = fin != fout;
+        Ok(SpadeResnetBlock {
+            conv_0: l.conv(&format!("{name}.conv_0"), [fmid, fin, 3, 3], true, 1, 1)?,
+            conv_1: l.conv(&format!("{name}.conv_1"), [fout, fmid, 3, 3], true, 1, 1)?,
+            conv_s: if learned { Some(l.conv(&format!("{name}.conv_s"), [fout, fin, 1, 1], false, 1, 0)?) } else { None },
+            norm_0: Spade::load(l, &format!("{name}.norm_0"), fin, cfg)?,
+            norm_1: Spade::load(l, &format!("{name}.norm_1"), fmid, cfg)?,
+            norm_s: if learned { Some(Spade::load(l, &format!("{name}.norm_s"), fin, cfg)?) } else { None },
+        })
+    }
+
+    fn forward(&self, x: &Tensor, seg: &Tensor) -> Result<Tensor> {
+        // The shortcut has no activation; the main branch applies lrelu after each SPADE.
+        let x_s = match (&self.conv_s, &self.norm_s) {
+            (Some(conv_s), Some(norm_s)) => Some(conv_s.forward(&norm_s.forward(x, seg, None)?)?),
+            _ => None,
+        };
+        let dx = self.conv_0.forward(&self.norm_0.forward(x, seg, Some(LRELU))?)?;
+        let dx = self.conv_1.forward(&self.norm_1.forward(&dx, seg, Some(LRELU))?)?;
+        ops::add(x_s.as_ref().unwrap_or(x), &dx)
+    }
+}
+
+pub enum Fc {
+    /// conv3x3 on the map nearest-resized to (sh, sw).
+    Conv(Conv2d),
+    /// VAE mode: Linear(z_dim → 16·ngf·sh·sw), reshaped row-major to (N, 16·ngf, sh, sw).
+    Linear(Linear),
+}
+
+/// The input map at every resolution the blocks need, each resized once from the full map with
+/// the `F.interpolate` nearest rule.
+pub struct SegPyramid {
+    levels: Vec<((usize, usize), Tensor)>,
+}
+
+impl SegPyramid {
+    pub fn new(seg: Tensor, sizes: &[(usize, usize)]) -> Result<SegPyramid> {
+        let (_, _, h, w) = seg.nchw()?;
+        let mut levels = Vec::new();
+        for &(sh, sw) in sizes {
+            if (sh, sw) != (h, w) && !levels.iter().any(|(s, _)| *s == (sh, sw)) {
+                levels.push(((sh, sw), ops::resize_nearest(&seg, sh, sw, NearestRule::Torch)?));
+            }
+        }
+        levels.push(((h, w), seg));
+        Ok(SegPyramid { levels })
+    }
+    pub fn at(&self, x: &Tensor) -> Result<&Tensor> {
+        let (_, _, h, w) = x.nchw()?;
+        self.levels.iter().find(|(s, _)| *s == (h, w)).map(|(_, t)| t).ok_or_else(|| anyhow::anyhow!("no map level {h}x{w}"))
+    }
+}
+
+#[allow(non_snake_case)] // field names are the checkpoint's keys
+pub struct SpadeGenerator {
+    pub cfg: SpadeConfig,
+    fc: Fc,
+    head_0: SpadeResnetBlock,
+    G_middle_0: SpadeResnetBlock,
+    G_middle_1: SpadeResnetBlock,
+    /// up_0 .. up_3 (and up_4 for `most`).
+    ups: Vec<SpadeResnetBlock>,
+    conv_img: Conv2d,
+}
+
+impl SpadeGenerator {
+    /// Checks that `store` holds exactly the generator's (and encoder's) tensors with the right shapes.
+    pub fn check_keys(store: &WeightStore, cfg: &SpadeConfig) -> Result<()> {
+        let expected = expected_tensors(cfg)?;
+        for (name, shape) in &expected {
+            store.get(name, shape)?;
+        }
+        let names: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        let extra: Vec<&String> = store.tensors.keys().filter(|k| !names.contains(k.as_str())).collect();
+        if !extra.is_empty() {
+            bail!(
+                "{}: {} unexpected tensor(s) for this config, e.g. {:?}; check the flags (--num-upsampling-layers, --norm-g, --use-vae)",
+                store.source,
+                extra.len(),
+                &extra[..extra.len().min(5)]
+            );
+        }
+        Ok(())
+    }
+
+    pub fn load(store: &WeightStore, cfg: &SpadeConfig, device: &Device) -> Result<SpadeGenerator> {
+        cfg.validate()?;
+        Self::check_keys(store, cfg)?;
+        let l = Loader { store, device };
+        let nf = cfg.ngf;
+        let fc = if cfg.use_vae {
+            let (sh, sw) = cfg.first_size()?;
+            Fc::Linear(l.linear("fc", [16 * nf * sh * sw, cfg.z_dim])?)
+        } else {
+            Fc::Conv(l.conv("fc", [16 * nf, cfg.semantic_nc(), 3, 3], true, 1, 1)?)
+        };
+        let blocks = cfg.blocks()?;
+        let mut it = blocks.iter().map(|(n, fin, fout)| SpadeResnetBlock::load(&l, n, *fin, *fout, cfg));
+        let head_0 = it.next().unwrap()?;
+        let g_middle_0 = it.next().unwrap()?;
+        let g_middle_1 = it.next().unwrap()?;
+        let ups = it.collect::<Result<Vec<_>>>()?;
+        let last = if cfg.num_up()? == 7 { nf / 2 } else { nf };
+        let conv_img = l.conv("conv_img", [3, last, 3, 3], true, 1, 1)?;
+        Ok(SpadeGenerator { cfg: cfg.clone(), fc, head_0, G_middle_0: g_middle_0, G_middle_1: g_middle_1, ups, conv_img })
+    }
+
+    /// seg: [1, semantic_nc, H, W] (see [`crate::io::labels`]); z: [1, z_dim] in VAE mode.
+    /// Returns the tanh output [1, 3, sh·2ⁿ, sw·2ⁿ].
+    pub fn forward(&self, seg: Tensor, z: Option<&Tensor>) -> Result<Tensor> {
+        let (n, c, _, _) = seg.nchw()?;
+        if c != self.cfg.semantic_nc() {
+            bail!("the map has {c} channels but the model takes {}", self.cfg.semantic_nc());
+        }
+        let (sh, sw) = self.cfg.first_size()?;
+        let nup = self.cfg.num_up()?;
+        let mut sizes = vec![(sh, sw), (2 * sh, 2 * sw)];
+        let mut s = if nup >= 6 { (4 * sh, 4 * sw) } else { (2 * sh, 2 * sw) };
+        sizes.push(s);
+        for _ in 0..self.ups.len() {
+            s = (2 * s.0, 2 * s.1);
+            sizes.push(s);
+        }
+        let seg = SegPyramid::new(seg, &sizes)?;
+
+        let mut x = match &self.fc {
+            Fc::Conv(fc) => fc.forward(seg.at_size(sh, sw)?)?,
+            Fc::Linear(fc) => {
+                let Some(z) = z else { bail!("this VAE generator needs a z (--seed, --z or --style)") };
+                fc.forward(z)?.reshape(&[n, 16 * self.cfg.ngf, sh, sw])?
+            }
+        };
+        x = self.head_0.forward(&x, seg.at(&x)?)?;
+        x = ops::upsample2x(&x)?;
+        x = self.G_middle_0.forward(&x, seg.at(&x)?)?;
+        if nup >= 6 {
+            x = ops::upsample2x(&x)?;
+        }
+        x = self.G_middle_1.forward(&x, seg.at(&x)?)?;
+        for up in &self.ups {
+            x = ops::upsample2x(&x)?;
+            x = up.forward(&x, seg.at(&x)?)?;
+        }
+        x = self.conv_img.forward(&ops::leaky_relu(&x, LRELU)?)?;
+        ops::tanh(&x)
+    }
+}
+
+impl SegPyramid {
+    pub fn at_size(&self, h: usize, w: usize) -> Result<&Tensor> {
+        self.levels.iter().find(|(s, _)| *s == (h, w)).map(|(_, t)| t).ok_or_else(|| anyhow::anyhow!("no map level {h}x{w}"))
+    }
+}

@@ -1,0 +1,68 @@
+//! Output images (NVlabs `tensor2im`) and style images for the encoder.
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+/// NVlabs `tensor2im`: HWC, `((x + 1) / 2) * 255` in f32, clip to [0, 255], truncate to u8.
+pub fn to_rgb8(chw: &[f32], h: usize, w: usize) -> Vec<u8> {
+    let mut out = vec![0u8; h * w * 3];
+    for c in 0..3 {
+        for i in 0..h * w {
+            let v = ((chw[c * h * w + i] + 1.0) / 2.0) * 255.0;
+            out[i * 3 + c] = v.clamp(0.0, 255.0) as u8; // `as` truncates toward zero (NaN → 0)
+        }
+    }
+    out
+}
+
+pub fn save_rgb_png(path: &Path, rgb: &[u8], h: usize, w: usize) -> Result<()> {
+    image::save_buffer(path, rgb, w as u32, h as u32, image::ExtendedColorType::Rgb8).with_context(|| format!("cannot write image {}", path.display()))
+}
+
+/// A style photo as the encoder wants it: resized to the map size (bicubic; NVlabs uses PIL
+/// BICUBIC), scaled to [-1, 1], then bilinearly resized to 256×256 (align_corners=False) if needed.
+/// Returns [3, 256, 256] CHW.
+pub fn load_style(path: &Path, (h, w): (usize, usize)) -> Result<Vec<f32>> {
+    let img = image::open(path).with_context(|| format!("cannot read style image {}", path.display()))?.to_rgb8();
+    let img = if (img.height() as usize, img.width() as usize) != (h, w) {
+        image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::CatmullRom)
+    } else {
+        img
+    };
+    let mut chw = vec![0f32; 3 * h * w];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            chw[c * h * w + i] = (p.0[c] as f32 / 255.0 - 0.5) / 0.5;
+        }
+    }
+    if (h, w) == (256, 256) {
+        return Ok(chw);
+    }
+    if h == 0 || w == 0 {
+        bail!("empty style image");
+    }
+    Ok(bilinear(&chw, 3, (h, w), (256, 256)))
+}
+
+/// `F.interpolate(mode='bilinear', align_corners=False)` without antialiasing.
+pub fn bilinear(x: &[f32], planes: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+    let coord = |d: usize, i: usize, o: usize| -> (usize, usize, f32) {
+        let s = ((d as f32 + 0.5) * (i as f32 / o as f32) - 0.5).max(0.0);
+        let i0 = (s as usize).min(i - 1);
+        let i1 = (i0 + 1).min(i - 1);
+        (i0, i1, s - i0 as f32)
+    };
+    let mut out = vec![0f32; planes * oh * ow];
+    for p in 0..planes {
+        for y in 0..oh {
+            let (y0, y1, fy) = coord(y, h, oh);
+            for xx in 0..ow {
+                let (x0, x1, fx) = coord(xx, w, ow);
+                let at = |yy: usize, xq: usize| x[(p * h + yy) * w + xq];
+                let top = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
+                let bot = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
+                out[(p * oh + y) * ow + xx] = top * (1.0 - fy) + bot * fy;
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,175 @@
+//! Label and instance maps, read exactly as NVlabs `test.py` does (SPADE_SPEC §4):
+//! 8/16-bit grayscale PNGs give ids, palette PNGs give their indices (PIL mode 'P'), RGB maps are
+//! mapped through the model's palette; PIL-nearest resize to the model size; 255 → dontcare; no
+//! ADE20K shift; the instance map becomes the edge channel.
+use crate::backend::Device;
+use crate::models::SpadeConfig;
+use crate::ops::{self, NearestRule};
+use crate::tensor::Tensor;
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub enum Pixels {
+    /// Label (or instance) ids: gray values or palette indices.
+    Ids(Vec<u32>),
+    /// A colour-coded map, to be looked up in the model's palette.
+    Rgb(Vec<[u8; 3]>),
+}
+
+pub struct MapImage {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Pixels,
+}
+
+/// Reads a label/instance PNG without any colour conversion.
+pub fn read_map_png(path: &Path) -> Result<MapImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read map {}", path.display()))?;
+    decode_map_png(&bytes).with_context(|| format!("{}: not a readable PNG label map (maps must be lossless PNG)", path.display()))
+}
+
+pub fn decode_map_png(bytes: &[u8]) -> Result<MapImage> {
+    let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
+    dec.set_transformations(png::Transformations::IDENTITY);
+    let mut reader = dec.read_info()?;
+    let size = reader.output_buffer_size().context("image too large")?;
+    let mut buf = vec![0u8; size];
+    let info = reader.next_frame(&mut buf)?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let depth = info.bit_depth as usize;
+    let line = info.line_size;
+    use png::ColorType::*;
+    let channels = match info.color_type {
+        Grayscale | Indexed => 1,
+        GrayscaleAlpha => 2,
+        Rgb => 3,
+        Rgba => 4,
+    };
+    // Sample `c` of pixel (x, y), at the file's bit depth.
+    let sample = |x: usize, y: usize, c: usize| -> u32 {
+        let row = &buf[y * line..(y + 1) * line];
+        match depth {
+            16 => {
+                let i = (x * channels + c) * 2;
+                u16::from_be_bytes([row[i], row[i + 1]]) as u32
+            }
+            8 => row[x * channels + c] as u32,
+            d => {
+                let bit = x * d;
+                ((row[bit / 8] >> (8 - d - bit % 8)) & ((1 << d) - 1) as u8) as u32
+            }
+        }
+    };
+    let pixels = match info.color_type {
+        Grayscale | GrayscaleAlpha | Indexed => Pixels::Ids((0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| sample(x, y, 0)).collect()),
+        Rgb | Rgba => {
+            let shift = if depth == 16 { 8 } else { 0 };
+            Pixels::Rgb(
+                (0..h)
+                    .flat_map(|y| (0..w).map(move |x| (x, y)))
+                    .map(|(x, y)| [0, 1, 2].map(|c| (sample(x, y, c) >> shift) as u8))
+                    .collect(),
+            )
+        }
+    };
+    Ok(MapImage { width: w, height: h, pixels })
+}
+
+/// Colour-coded map → ids through the model's palette; unknown colours are reported with counts.
+pub fn colors_to_ids(rgb: &[[u8; 3]], cfg: &SpadeConfig, what: &str) -> Result<Vec<u32>> {
+    if cfg.classes.is_empty() {
+        bail!("{what} is an RGB colour-coded map, but this model has no palette; give a grayscale label-id PNG or a palette PNG");
+    }
+    let lut: BTreeMap<[u8; 3], u32> = cfg.classes.iter().map(|c| (c.color, c.id)).collect();
+    let mut unknown: BTreeMap<[u8; 3], usize> = BTreeMap::new();
+    let ids: Vec<u32> = rgb
+        .iter()
+        .map(|c| {
+            lut.get(c).copied().unwrap_or_else(|| {
+                *unknown.entry(*c).or_default() += 1;
+                0
+            })
+        })
+        .collect();
+    if !unknown.is_empty() {
+        let mut list: Vec<_> = unknown.into_iter().collect();
+        list.sort_by(|a, b| b.1.cmp(&a.1));
+        let shown: Vec<String> = list.iter().take(8).map(|(c, n)| format!("#{:02x}{:02x}{:02x} ({n} px)", c[0], c[1], c[2])).collect();
+        bail!("{what}: {} colour(s) are not in the model's palette: {}{}", list.len(), shown.join(", "), if list.len() > 8 { ", ..." } else { "" });
+    }
+    Ok(ids)
+}
+
+/// The prepared net input on the host: label ids and optional instance ids at the model's map size.
+pub struct PreparedMap {
+    pub h: usize,
+    pub w: usize,
+    pub labels: Vec<u32>,
+    pub instance: Option<Vec<u32>>,
+}
+
+/// NVlabs `__getitem__` + `preprocess_input` up to the one-hot, on the host.
+pub fn prepare(cfg: &SpadeConfig, map: &MapImage, map_name: &str, instance: Option<(&MapImage, &str)>) -> Result<PreparedMap> {
+    let (h, w) = cfg.map_size();
+    let ids = match &map.pixels {
+        Pixels::Ids(v) => v.clone(),
+        Pixels::Rgb(c) => colors_to_ids(c, cfg, map_name)?,
+    };
+    if map.width == 0 || map.height == 0 {
+        bail!("{map_name}: empty image");
+    }
+    let mut labels = ops::resize::resize_nearest_cpu(&ids, 1, [map.height, map.width], [h, w], NearestRule::Pil);
+    let nc = cfg.onehot_nc();
+    if cfg.contain_dontcare_label {
+        for l in labels.iter_mut().filter(|l| **l == 255) {
+            *l = cfg.label_nc as u32;
+        }
+    }
+    let mut bad: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        if l as usize >= nc {
+            bad.entry(l).or_insert((0, i)).0 += 1;
+        }
+    }
+    if let Some((&id, &(count, first))) = bad.iter().next() {
+        let names = if cfg.classes.is_empty() {
+            String::new()
+        } else {
+            format!("; the model's classes: {}", cfg.classes.iter().map(|c| format!("{} {}", c.id, c.name)).collect::<Vec<_>>().join(", "))
+        };
+        bail!(
+            "{map_name}: label id {id} ({count} pixels after resizing to {w}x{h}, first at x={}, y={}) is not valid: \
+             the model has {nc} label channels (label_nc {}{}), so ids must be < {nc}{}{names}",
+            first % w,
+            first / w,
+            cfg.label_nc,
+            if cfg.contain_dontcare_label { " + dontcare, 255 = dontcare" } else { "" },
+            if bad.len() > 1 { format!(" ({} invalid ids in all: {:?})", bad.len(), bad.keys().collect::<Vec<_>>()) } else { String::new() },
+        );
+    }
+    let instance = match (instance, cfg.no_instance) {
+        (Some((_, n)), true) => bail!("{n}: this model takes no instance map (it was converted with --no-instance)"),
+        (None, true) => None,
+        // No instance map for an instance model: NVlabs needs one; use the label map (class boundaries).
+        (None, false) => Some(labels.clone()),
+        (Some((im, n)), false) => {
+            let ids = match &im.pixels {
+                Pixels::Ids(v) => v.clone(),
+                Pixels::Rgb(c) => c.iter().map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]])).collect(),
+            };
+            if im.width == 0 || im.height == 0 {
+                bail!("{n}: empty image");
+            }
+            Some(ops::resize::resize_nearest_cpu(&ids, 1, [im.height, im.width], [h, w], NearestRule::Pil))
+        }
+    };
+    Ok(PreparedMap { h, w, labels, instance })
+}
+
+impl PreparedMap {
+    /// The [1, semantic_nc, H, W] input tensor on `device`.
+    pub fn to_tensor(&self, device: &Device, cfg: &SpadeConfig) -> Result<Tensor> {
+        ops::seg_input(device, &self.labels, self.instance.as_deref(), self.h, self.w, cfg.onehot_nc(), cfg.semantic_nc())
+    }
+}

@@ -1,0 +1,213 @@
+//! The SPADE generator configuration, with NVlabs option names (SPADE_SPEC §1). Stored as JSON in
+//! the safetensors header (`spade_config`), so a converted file needs nothing else to render.
+use anyhow::{Result, bail};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ClassInfo {
+    pub id: u32,
+    pub name: String,
+    pub color: [u8; 3],
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SpadeConfig {
+    pub label_nc: usize,
+    pub contain_dontcare_label: bool,
+    pub no_instance: bool,
+    pub crop_size: usize,
+    pub aspect_ratio: f64,
+    /// "normal" | "more" | "most"
+    pub num_upsampling_layers: String,
+    pub use_vae: bool,
+    pub z_dim: usize,
+    pub ngf: usize,
+    #[serde(rename = "norm_G")]
+    pub norm_g: String,
+    /// Label names/colours when known (palette maps, the paint tool).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<ClassInfo>,
+    /// Whether the file also holds the VAE style encoder (`netE.*` tensors).
+    #[serde(default)]
+    pub has_encoder: bool,
+}
+
+/// The parameter-free norm named by norm_G (`spade(\D+)(\d)x\d`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormKind {
+    Batch,
+    Instance,
+}
+
+/// Python's `round()` (half to even), as NVlabs uses for `sh = round(sw / aspect_ratio)`.
+pub fn py_round(x: f64) -> i64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 { (2.0 * (x / 2.0).round()) as i64 } else { r as i64 }
+}
+
+impl SpadeConfig {
+    /// NVlabs test-time defaults for a published checkpoint (SPADE_SPEC §1).
+    pub fn preset(name: &str) -> Result<SpadeConfig> {
+        let base = SpadeConfig {
+            label_nc: 150,
+            contain_dontcare_label: true,
+            no_instance: true,
+            crop_size: 256,
+            aspect_ratio: 1.0,
+            num_upsampling_layers: "normal".into(),
+            use_vae: false,
+            z_dim: 256,
+            ngf: 64,
+            norm_g: "spectralspadesyncbatch3x3".into(),
+            classes: vec![],
+            has_encoder: false,
+        };
+        Ok(match name {
+            "ade20k" => base,
+            "coco" => SpadeConfig { label_nc: 182, no_instance: false, ..base },
+            "cityscapes" => SpadeConfig {
+                label_nc: 35,
+                contain_dontcare_label: false,
+                no_instance: false,
+                crop_size: 512,
+                aspect_ratio: 2.0,
+                num_upsampling_layers: "more".into(),
+                ..base
+            },
+            other => bail!("unknown preset '{other}' (known: ade20k, coco, cityscapes)"),
+        })
+    }
+
+    /// NVlabs defaults when no preset is given.
+    pub fn nvlabs_defaults() -> SpadeConfig {
+        SpadeConfig {
+            label_nc: 182,
+            contain_dontcare_label: false,
+            no_instance: false,
+            crop_size: 256,
+            aspect_ratio: 1.0,
+            num_upsampling_layers: "normal".into(),
+            use_vae: false,
+            z_dim: 256,
+            ngf: 64,
+            norm_g: "spectralspadesyncbatch3x3".into(),
+            classes: vec![],
+            has_encoder: false,
+        }
+    }
+
+    /// Channels of the one-hot part: label_nc (+1 dontcare).
+    pub fn onehot_nc(&self) -> usize {
+        self.label_nc + self.contain_dontcare_label as usize
+    }
+
+    /// semantic_nc = label_nc + dontcare + instance edge.
+    pub fn semantic_nc(&self) -> usize {
+        self.onehot_nc() + (!self.no_instance) as usize
+    }
+
+    pub fn num_up(&self) -> Result<usize> {
+        Ok(match self.num_upsampling_layers.as_str() {
+            "normal" => 5,
+            "more" => 6,
+            "most" => 7,
+            o => bail!("num_upsampling_layers must be normal, more or most, not '{o}'"),
+        })
+    }
+
+    /// First-layer size (sh, sw).
+    pub fn first_size(&self) -> Result<(usize, usize)> {
+        let sw = self.crop_size >> self.num_up()?;
+        let sh = py_round(sw as f64 / self.aspect_ratio);
+        if sw == 0 || sh <= 0 {
+            bail!(
+                "crop size {} with aspect ratio {} and {} upsampling layers gives an empty first layer ({}x{})",
+                self.crop_size, self.aspect_ratio, self.num_upsampling_layers, sh, sw
+            );
+        }
+        Ok((sh as usize, sw))
+    }
+
+    /// Generator output (H, W) = (sh·2ⁿ, sw·2ⁿ).
+    pub fn output_size(&self) -> Result<(usize, usize)> {
+        let (sh, sw) = self.first_size()?;
+        let n = self.num_up()?;
+        Ok((sh << n, sw << n))
+    }
+
+    /// Size the label map is resized to (PIL nearest) before it enters the net: W = crop_size,
+    /// H = round(crop_size / aspect_ratio).
+    pub fn map_size(&self) -> (usize, usize) {
+        (py_round(self.crop_size as f64 / self.aspect_ratio).max(1) as usize, self.crop_size)
+    }
+
+    /// (spectral?, norm kind, SPADE kernel size) parsed from norm_G.
+    pub fn parse_norm_g(&self) -> Result<(bool, NormKind, usize)> {
+        let s = self.norm_g.as_str();
+        let (spectral, rest) = match s.strip_prefix("spectral") {
+            Some(r) => (true, r),
+            None => (false, s),
+        };
+        let bad = || anyhow::anyhow!("norm_G '{s}' is not of the form [spectral]spade<batch|syncbatch|instance><k>x<k>");
+        let rest = rest.strip_prefix("spade").ok_or_else(bad)?;
+        let digits = rest.find(|c: char| c.is_ascii_digit()).ok_or_else(bad)?;
+        let kind = match &rest[..digits] {
+            "batch" | "syncbatch" => NormKind::Batch,
+            "instance" => NormKind::Instance,
+            other => bail!("norm_G '{s}': param-free norm '{other}' is not supported (batch, syncbatch, instance)"),
+        };
+        let ks: usize = rest[digits..digits + 1].parse().map_err(|_| bad())?;
+        if !rest[digits + 1..].starts_with('x') {
+            return Err(bad());
+        }
+        Ok((spectral, kind, ks))
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.num_up()?;
+        self.first_size()?;
+        self.parse_norm_g()?;
+        if self.ngf == 0 || self.label_nc == 0 {
+            bail!("ngf and label_nc must be positive");
+        }
+        if self.aspect_ratio <= 0.0 || !self.aspect_ratio.is_finite() {
+            bail!("aspect_ratio must be a positive number");
+        }
+        Ok(())
+    }
+
+    /// Block names in forward order with their (fin, fout).
+    pub fn blocks(&self) -> Result<Vec<(String, usize, usize)>> {
+        let nf = self.ngf;
+        let mut v = vec![
+            ("head_0".to_string(), 16 * nf, 16 * nf),
+            ("G_middle_0".into(), 16 * nf, 16 * nf),
+            ("G_middle_1".into(), 16 * nf, 16 * nf),
+            ("up_0".into(), 16 * nf, 8 * nf),
+            ("up_1".into(), 8 * nf, 4 * nf),
+            ("up_2".into(), 4 * nf, 2 * nf),
+            ("up_3".into(), 2 * nf, nf),
+        ];
+        if self.num_up()? == 7 {
+            v.push(("up_4".into(), nf, nf / 2));
+        }
+        Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn presets_match_spec_table() {
+        let a = SpadeConfig::preset("ade20k").unwrap();
+        assert_eq!((a.semantic_nc(), a.first_size().unwrap(), a.output_size().unwrap()), (151, (8, 8), (256, 256)));
+        let c = SpadeConfig::preset("coco").unwrap();
+        assert_eq!(c.semantic_nc(), 184);
+        let s = SpadeConfig::preset("cityscapes").unwrap();
+        assert_eq!((s.semantic_nc(), s.first_size().unwrap(), s.output_size().unwrap(), s.map_size()), (36, (4, 8), (256, 512), (256, 512)));
+        assert_eq!(a.parse_norm_g().unwrap(), (true, NormKind::Batch, 3));
+        assert!(SpadeConfig { norm_g: "spadegroup3x3".into(), ..a.clone() }.parse_norm_g().is_err());
+        assert_eq!((py_round(0.5), py_round(1.5), py_round(2.5), py_round(2.6)), (0, 2, 2, 3));
+    }
+}

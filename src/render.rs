@@ -1,0 +1,73 @@
+//! A loaded model file (generator + optional style encoder) and the render pipeline the CLI, the
+//! tests and the benches share.
+use crate::backend::Device;
+use crate::io::labels::PreparedMap;
+use crate::models::spade::Loader;
+use crate::models::{ConvEncoder, SpadeConfig, SpadeGenerator};
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+use crate::weights::WeightStore;
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+
+pub struct Model {
+    pub cfg: SpadeConfig,
+    pub generator: SpadeGenerator,
+    pub encoder: Option<ConvEncoder>,
+    pub device: Device,
+}
+
+/// Where the VAE generator's z comes from.
+pub enum ZSource {
+    Given(Vec<f32>),
+    Seed(u64),
+}
+
+impl Model {
+    pub fn load(path: &Path, device: &Device) -> Result<Model> {
+        let store = WeightStore::load(path)?;
+        Self::from_store(&store, device)
+    }
+
+    pub fn from_store(store: &WeightStore, device: &Device) -> Result<Model> {
+        let cfg_json = store.metadata.get("spade_config").with_context(|| {
+            format!("{}: no 'spade_config' in the safetensors header; convert NVlabs checkpoints with `spadework convert`", store.source)
+        })?;
+        let cfg: SpadeConfig = serde_json::from_str(cfg_json).with_context(|| format!("{}: bad spade_config header", store.source))?;
+        let generator = SpadeGenerator::load(store, &cfg, device)?;
+        let encoder = if cfg.has_encoder { Some(ConvEncoder::load(&Loader { store, device }, &cfg)?) } else { None };
+        Ok(Model { cfg, generator, encoder, device: device.clone() })
+    }
+
+    /// The style encoder's (mu, logvar) for a style image.
+    pub fn encode_style(&self, path: &Path) -> Result<(Vec<f32>, Vec<f32>)> {
+        let Some(enc) = &self.encoder else {
+            bail!("this model has no style encoder (convert with --netE latest_net_E.pth to add one)");
+        };
+        let x = crate::io::image::load_style(path, self.cfg.map_size())?;
+        let x = Tensor::from_vec(&self.device, &[1, 3, 256, 256], x)?;
+        let (mu, logvar) = enc.forward(&x)?;
+        Ok((mu.to_vec()?, logvar.to_vec()?))
+    }
+
+    /// Runs the generator; returns the float output [3, H, W] (before quantisation) and (H, W).
+    pub fn render(&self, map: &PreparedMap, z: Option<&ZSource>) -> Result<(Vec<f32>, (usize, usize))> {
+        let seg = map.to_tensor(&self.device, &self.cfg)?;
+        let z = if self.cfg.use_vae {
+            let zv = match z {
+                Some(ZSource::Given(v)) => v.clone(),
+                Some(ZSource::Seed(s)) => Rng::new(*s).normal_vec(self.cfg.z_dim),
+                None => Rng::new(0).normal_vec(self.cfg.z_dim),
+            };
+            if zv.len() != self.cfg.z_dim {
+                bail!("z has {} values but the model's z_dim is {}", zv.len(), self.cfg.z_dim);
+            }
+            Some(Tensor::from_vec(&self.device, &[1, self.cfg.z_dim], zv)?)
+        } else {
+            None
+        };
+        let out = self.generator.forward(seg, z.as_ref())?;
+        let (_, _, h, w) = out.nchw()?;
+        Ok((out.to_vec()?, (h, w)))
+    }
+}
