@@ -1,0 +1,39 @@
+#![allow(dead_code)]
+use spadework::backend::{BackendChoice, Device};
+use std::path::PathBuf;
+
+/// The GPU device for tests. Under CI (`CI` set) a missing adapter fails the test; elsewhere the
+/// test prints why and returns None.
+pub fn gpu() -> Option<Device> {
+    match Device::select(BackendChoice::Gpu, None) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI: no GPU adapter for the GPU tests: {e:#}");
+            }
+            eprintln!("GPU test not run (no adapter, CI unset): {e:#}");
+            None
+        }
+    }
+}
+
+/// Both backends: the CPU always, the GPU when present (required under CI).
+pub fn devices() -> Vec<Device> {
+    let mut v = vec![Device::Cpu];
+    v.extend(gpu());
+    v
+}
+
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
+    spadework::rng::Rng::new(seed).uniform_vec(n, -1.0, 1.0)
+}

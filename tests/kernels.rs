@@ -1,0 +1,184 @@
+//! Every WGSL kernel against its CPU twin on awkward shapes (odd sizes, non-multiples of the
+//! 4×4 conv tile, stride 2, 1×1 and 3×3 and 5×5), and the CPU conv against a naive f64 oracle.
+mod common;
+use common::*;
+use spadework::Tensor;
+use spadework::backend::Device;
+use spadework::ops::{self, Conv2d, Linear, NearestRule, ParamFreeNorm};
+
+fn up(d: &Device, shape: &[usize], v: &[f32]) -> Tensor {
+    Tensor::from_vec(d, shape, v.to_vec()).unwrap()
+}
+
+fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let d = max_abs_diff(a, b);
+    assert!(d <= tol * scale, "{what}: max |Δ| {d} > {tol} × {scale}");
+}
+
+// (n, cin, h, w, cout, k, stride, pad)
+const CONV_SHAPES: &[[usize; 8]] = &[
+    [1, 3, 7, 9, 5, 3, 1, 1],
+    [2, 5, 11, 6, 7, 3, 2, 1],
+    [1, 8, 5, 5, 4, 1, 1, 0],
+    [1, 6, 9, 13, 9, 1, 2, 0],
+    [1, 4, 6, 6, 3, 5, 1, 2],
+    [1, 17, 12, 10, 13, 3, 1, 1],
+    [1, 2, 1, 1, 6, 3, 1, 1],
+    [1, 33, 16, 16, 130, 3, 1, 1],
+];
+
+#[test]
+fn conv2d_cpu_matches_naive_oracle() {
+    for (i, &[n, cin, h, w, cout, k, s, p]) in CONV_SHAPES.iter().enumerate() {
+        let x = rand_vec(n * cin * h * w, i as u64);
+        let wt = rand_vec(cout * cin * k * k, 100 + i as u64);
+        let b = rand_vec(cout, 200 + i as u64);
+        for bias in [None, Some(&b[..])] {
+            let got = ops::conv2d::conv2d_cpu(&x, [n, cin, h, w], &wt, bias, [cout, k, k], s, p);
+            let want = ops::conv2d::conv2d_naive(&x, [n, cin, h, w], &wt, bias, [cout, k, k], s, p);
+            close(&got, &want, 1e-5, &format!("cpu conv {:?}", CONV_SHAPES[i]));
+        }
+    }
+}
+
+#[test]
+fn conv2d_gpu_matches_cpu() {
+    let Some(g) = gpu() else { return };
+    for (i, &[n, cin, h, w, cout, k, s, p]) in CONV_SHAPES.iter().enumerate() {
+        let x = rand_vec(n * cin * h * w, i as u64);
+        let wt = rand_vec(cout * cin * k * k, 100 + i as u64);
+        let b = rand_vec(cout, 200 + i as u64);
+        for bias in [None, Some(&b[..])] {
+            let cc = Conv2d::new(&Device::Cpu, &wt, [cout, cin, k, k], bias, s, p).unwrap();
+            let gc = Conv2d::new(&g, &wt, [cout, cin, k, k], bias, s, p).unwrap();
+            let want = cc.forward(&up(&Device::Cpu, &[n, cin, h, w], &x)).unwrap();
+            let got = gc.forward(&up(&g, &[n, cin, h, w], &x)).unwrap();
+            assert_eq!(got.shape(), want.shape());
+            close(&got.to_vec().unwrap(), &want.to_vec().unwrap(), 1e-5, &format!("gpu conv {:?}", CONV_SHAPES[i]));
+        }
+    }
+}
+
+#[test]
+fn elementwise_gpu_matches_cpu() {
+    let Some(g) = gpu() else { return };
+    let n = 3 * 1007;
+    let a: Vec<f32> = rand_vec(n, 1).iter().map(|v| v * 30.0).collect();
+    let b = rand_vec(n, 2);
+    let shape = [1, 3, 1, 1007];
+    for (name, f) in [
+        ("relu", &(|t: &Tensor| ops::relu(t).unwrap()) as &dyn Fn(&Tensor) -> Tensor),
+        ("lrelu", &|t: &Tensor| ops::leaky_relu(t, 0.2).unwrap()),
+        ("tanh", &|t: &Tensor| ops::tanh(t).unwrap()),
+    ] {
+        let want = f(&up(&Device::Cpu, &shape, &a)).to_vec().unwrap();
+        let got = f(&up(&g, &shape, &a)).to_vec().unwrap();
+        close(&got, &want, 1e-6, name);
+    }
+    let want = ops::add(&up(&Device::Cpu, &shape, &a), &up(&Device::Cpu, &shape, &b)).unwrap().to_vec().unwrap();
+    let got = ops::add(&up(&g, &shape, &a), &up(&g, &shape, &b)).unwrap().to_vec().unwrap();
+    close(&got, &want, 0.0, "add");
+}
+
+#[test]
+fn large_elementwise_uses_2d_grid() {
+    // More than 65535 × 256 elements: the flat index must be rebuilt from a 2-D dispatch.
+    let Some(g) = gpu() else { return };
+    let n = 65535 * 256 + 1000;
+    let a: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 - 500.0).collect();
+    let got = ops::relu(&up(&g, &[1, 1, 1, n], &a)).unwrap().to_vec().unwrap();
+    assert!(got.iter().zip(&a).all(|(y, x)| *y == x.max(0.0)));
+}
+
+#[test]
+fn norms_and_modulation_gpu_match_cpu() {
+    let Some(g) = gpu() else { return };
+    for &(n, c, h, w) in &[(1usize, 3usize, 5usize, 7usize), (2, 5, 9, 4), (1, 4, 33, 31)] {
+        let x: Vec<f32> = rand_vec(n * c * h * w, 3).iter().map(|v| v * 4.0 + 1.5).collect();
+        let gb = rand_vec(n * 2 * c * h * w, 4);
+        let mean = rand_vec(c, 5);
+        let var: Vec<f32> = rand_vec(c, 6).iter().map(|v| v.abs() + 0.1).collect();
+        let shape = [n, c, h, w];
+        let gbs = [n, 2 * c, h, w];
+        let run = |d: &Device| {
+            let xt = up(d, &shape, &x);
+            let bn = ParamFreeNorm::batch(d, &mean, &var).unwrap();
+            let inorm = ops::instance_norm(&xt).unwrap().to_vec().unwrap();
+            let bnorm = bn.forward(&xt).unwrap().to_vec().unwrap();
+            let gbt = up(d, &gbs, &gb);
+            let m1 = ops::modulate(&xt, &bn, &gbt, Some(0.2)).unwrap().to_vec().unwrap();
+            let m2 = ops::modulate(&xt, &ParamFreeNorm::Instance, &gbt, None).unwrap().to_vec().unwrap();
+            (inorm, bnorm, m1, m2)
+        };
+        let (a, b, c1, d1) = run(&Device::Cpu);
+        let (a2, b2, c2, d2) = run(&g);
+        close(&a2, &a, 2e-5, "instance_norm");
+        close(&b2, &b, 1e-6, "batch_norm");
+        close(&c2, &c1, 1e-6, "modulate+bn+lrelu");
+        close(&d2, &d1, 2e-5, "modulate+in");
+        // Instance-normalised planes have mean 0, variance 1.
+        let hw = h * w;
+        let plane = &a[..hw];
+        let m = plane.iter().sum::<f32>() / hw as f32;
+        let v = plane.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / hw as f32;
+        assert!(m.abs() < 1e-4 && (v - 1.0).abs() < 1e-3, "instance norm stats {m} {v}");
+    }
+}
+
+#[test]
+fn resize_rules_gpu_match_cpu_and_spec() {
+    // torch rule: 256 → 8 samples 0, 32, 64, ...; PIL rule is center-aligned.
+    assert_eq!((0..8).map(|d| NearestRule::Torch.src(d, 256, 8)).collect::<Vec<_>>(), (0..8).map(|d| d * 32).collect::<Vec<_>>());
+    assert_eq!((0..4).map(|d| NearestRule::Pil.src(d, 8, 4)).collect::<Vec<_>>(), vec![1, 3, 5, 7]);
+    let Some(g) = gpu() else { return };
+    let (n, c, h, w) = (1, 3, 13, 17);
+    let x = rand_vec(n * c * h * w, 9);
+    for rule in [NearestRule::Torch, NearestRule::Pil] {
+        for (oh, ow) in [(5, 8), (26, 34), (31, 7), (13, 17)] {
+            let want = ops::resize_nearest(&up(&Device::Cpu, &[n, c, h, w], &x), oh, ow, rule).unwrap().to_vec().unwrap();
+            let got = ops::resize_nearest(&up(&g, &[n, c, h, w], &x), oh, ow, rule).unwrap().to_vec().unwrap();
+            assert_eq!(got, want, "{rule:?} {oh}x{ow}");
+        }
+    }
+    let want = ops::upsample2x(&up(&Device::Cpu, &[n, c, h, w], &x)).unwrap().to_vec().unwrap();
+    let got = ops::upsample2x(&up(&g, &[n, c, h, w], &x)).unwrap().to_vec().unwrap();
+    assert_eq!(got, want);
+    assert_eq!(want[0..2], [x[0], x[0]]);
+}
+
+#[test]
+fn segmap_gpu_matches_cpu() {
+    let (h, w, classes) = (11, 9, 6);
+    let labels: Vec<u32> = (0..h * w).map(|i| ((i * 7 + i / 5) % classes) as u32).collect();
+    let inst: Vec<u32> = (0..h * w).map(|i| ((i % w) / 3 + 10 * ((i / w) / 4)) as u32).collect();
+    let cpu = ops::seg_input(&Device::Cpu, &labels, Some(&inst), h, w, classes, classes + 1).unwrap().to_vec().unwrap();
+    // One-hot: each pixel has exactly one 1 among the class channels.
+    for i in 0..h * w {
+        let s: f32 = (0..classes).map(|c| cpu[c * h * w + i]).sum();
+        assert_eq!(s, 1.0);
+        assert_eq!(cpu[labels[i] as usize * h * w + i], 1.0);
+    }
+    // Edges: pixel (0,2) and (0,3) differ horizontally (instance 0 vs 1).
+    let e = &cpu[classes * h * w..];
+    assert_eq!((e[2], e[3], e[0]), (1.0, 1.0, 0.0));
+    assert!(ops::seg_input(&Device::Cpu, &[0, 9], None, 1, 2, 6, 6).unwrap_err().to_string().contains("label id 9"));
+    let Some(g) = gpu() else { return };
+    let got = ops::seg_input(&g, &labels, Some(&inst), h, w, classes, classes + 1).unwrap().to_vec().unwrap();
+    assert_eq!(got, cpu);
+}
+
+#[test]
+fn linear_gpu_matches_cpu() {
+    let Some(g) = gpu() else { return };
+    for &(n, fin, fout) in &[(1usize, 7usize, 5usize), (2, 256, 130), (1, 33, 1)] {
+        let x = rand_vec(n * fin, 11);
+        let wt = rand_vec(fout * fin, 12);
+        let b = rand_vec(fout, 13);
+        let naive: Vec<f32> = (0..n * fout).map(|i| b[i % fout] + (0..fin).map(|k| x[(i / fout) * fin + k] * wt[(i % fout) * fin + k]).sum::<f32>()).collect();
+        let c = Linear::new(&Device::Cpu, &wt, [fout, fin], Some(&b)).unwrap().forward(&up(&Device::Cpu, &[n, fin], &x)).unwrap().to_vec().unwrap();
+        let gg = Linear::new(&g, &wt, [fout, fin], Some(&b)).unwrap().forward(&up(&g, &[n, fin], &x)).unwrap().to_vec().unwrap();
+        close(&c, &naive, 1e-5, "linear cpu");
+        close(&gg, &c, 1e-5, "linear gpu");
+    }
+}
