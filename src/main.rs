@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "spadework", version, about = "Semantic image synthesis (SPADE/GauGAN) on WGSL kernels and a fast CPU backend")]
+#[command(
+    name = "spadework",
+    version,
+    about = "Semantic image synthesis (SPADE/GauGAN) on WGSL kernels and a fast CPU backend"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -116,12 +120,23 @@ fn render(a: RenderArgs) -> Result<()> {
     let model = Model::load(&a.weights, &device)?;
     let t_load = t0.elapsed();
     let map = labels::read_map_png(&a.map)?;
-    let inst = a.instance.as_ref().map(|p| labels::read_map_png(p).map(|m| (m, p.display().to_string()))).transpose()?;
+    let inst = a
+        .instance
+        .as_ref()
+        .map(|p| labels::read_map_png(p).map(|m| (m, p.display().to_string())))
+        .transpose()?;
     let map_name = a.map.display().to_string();
     if inst.is_none() && !model.cfg.no_instance {
-        eprintln!("note: no --instance given; using the label map's class boundaries as instance edges");
+        eprintln!(
+            "note: no --instance given; using the label map's class boundaries as instance edges"
+        );
     }
-    let prepared = labels::prepare(&model.cfg, &map, &map_name, inst.as_ref().map(|(m, n)| (m, n.as_str())))?;
+    let prepared = labels::prepare(
+        &model.cfg,
+        &map,
+        &map_name,
+        inst.as_ref().map(|(m, n)| (m, n.as_str())),
+    )?;
     let z = if let Some(p) = &a.z {
         Some(ZSource::Given(npy::read_f32(p)?.1))
     } else if let Some(s) = &a.style {
@@ -143,7 +158,10 @@ fn render(a: RenderArgs) -> Result<()> {
     }
     img::save_rgb_png(&a.output, &img::to_rgb8(&out, h, w), h, w)?;
     let peak = match &device {
-        Device::Gpu(ctx) => format!(", peak device memory {:.1} MiB", ctx.peak_bytes() as f64 / 1048576.0),
+        Device::Gpu(ctx) => format!(
+            ", peak device memory {:.1} MiB",
+            ctx.peak_bytes() as f64 / 1048576.0
+        ),
         Device::Cpu => String::new(),
     };
     eprintln!(
@@ -183,14 +201,26 @@ fn convert(a: ConvertArgs) -> Result<()> {
     }
     cfg.ngf = a.ngf.unwrap_or(0);
     if let Some(p) = &a.classes {
-        let s = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-        cfg.classes = serde_json::from_str(&s).with_context(|| format!("{}: expected a JSON list of {{id, name, color}}", p.display()))?;
+        let s =
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+        cfg.classes = serde_json::from_str(&s).with_context(|| {
+            format!(
+                "{}: expected a JSON list of {{id, name, color}}",
+                p.display()
+            )
+        })?;
     }
     let t = Instant::now();
     let store = spadework::weights::convert::convert(&a.input, a.net_e.as_deref(), cfg)?;
     store.save(&a.output)?;
     let n: usize = store.tensors.values().map(|(_, d)| d.len()).sum();
-    eprintln!("wrote {} ({} tensors, {} parameters) in {:.2} s", a.output.display(), store.tensors.len(), n, t.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} ({} tensors, {} parameters) in {:.2} s",
+        a.output.display(),
+        store.tensors.len(),
+        n,
+        t.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -201,7 +231,10 @@ fn adapters() -> Result<()> {
     }
     for a in list {
         let i = a.get_info();
-        println!("{} | {:?} | {:?} | driver {} {}", i.name, i.backend, i.device_type, i.driver, i.driver_info);
+        println!(
+            "{} | {:?} | {:?} | driver {} {}",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info
+        );
     }
     Ok(())
 }

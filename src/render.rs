@@ -33,16 +33,28 @@ impl Model {
         let cfg_json = store.metadata.get("spade_config").with_context(|| {
             format!("{}: no 'spade_config' in the safetensors header; convert NVlabs checkpoints with `spadework convert`", store.source)
         })?;
-        let cfg: SpadeConfig = serde_json::from_str(cfg_json).with_context(|| format!("{}: bad spade_config header", store.source))?;
+        let cfg: SpadeConfig = serde_json::from_str(cfg_json)
+            .with_context(|| format!("{}: bad spade_config header", store.source))?;
         let generator = SpadeGenerator::load(store, &cfg, device)?;
-        let encoder = if cfg.has_encoder { Some(ConvEncoder::load(&Loader { store, device }, &cfg)?) } else { None };
-        Ok(Model { cfg, generator, encoder, device: device.clone() })
+        let encoder = if cfg.has_encoder {
+            Some(ConvEncoder::load(&Loader { store, device }, &cfg)?)
+        } else {
+            None
+        };
+        Ok(Model {
+            cfg,
+            generator,
+            encoder,
+            device: device.clone(),
+        })
     }
 
     /// The style encoder's (mu, logvar) for a style image.
     pub fn encode_style(&self, path: &Path) -> Result<(Vec<f32>, Vec<f32>)> {
         let Some(enc) = &self.encoder else {
-            bail!("this model has no style encoder (convert with --netE latest_net_E.pth to add one)");
+            bail!(
+                "this model has no style encoder (convert with --netE latest_net_E.pth to add one)"
+            );
         };
         let x = crate::io::image::load_style(path, self.cfg.map_size())?;
         let x = Tensor::from_vec(&self.device, &[1, 3, 256, 256], x)?;
@@ -51,7 +63,11 @@ impl Model {
     }
 
     /// Runs the generator; returns the float output [3, H, W] (before quantisation) and (H, W).
-    pub fn render(&self, map: &PreparedMap, z: Option<&ZSource>) -> Result<(Vec<f32>, (usize, usize))> {
+    pub fn render(
+        &self,
+        map: &PreparedMap,
+        z: Option<&ZSource>,
+    ) -> Result<(Vec<f32>, (usize, usize))> {
         let seg = map.to_tensor(&self.device, &self.cfg)?;
         let z = if self.cfg.use_vae {
             let zv = match z {
@@ -60,7 +76,11 @@ impl Model {
                 None => Rng::new(0).normal_vec(self.cfg.z_dim),
             };
             if zv.len() != self.cfg.z_dim {
-                bail!("z has {} values but the model's z_dim is {}", zv.len(), self.cfg.z_dim);
+                bail!(
+                    "z has {} values but the model's z_dim is {}",
+                    zv.len(),
+                    self.cfg.z_dim
+                );
             }
             Some(Tensor::from_vec(&self.device, &[1, self.cfg.z_dim], zv)?)
         } else {

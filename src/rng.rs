@@ -34,7 +34,9 @@ impl Rng {
     }
     /// Uniform f32 in [lo, hi).
     pub fn uniform_vec(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-        (0..n).map(|_| lo + (hi - lo) * self.uniform() as f32).collect()
+        (0..n)
+            .map(|_| lo + (hi - lo) * self.uniform() as f32)
+            .collect()
     }
 }
 

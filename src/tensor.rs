@@ -18,21 +18,38 @@ impl Tensor {
     pub fn from_vec(device: &Device, shape: &[usize], data: Vec<f32>) -> Result<Tensor> {
         let n: usize = shape.iter().product();
         if n != data.len() {
-            bail!("tensor data has {} values but shape {:?} needs {}", data.len(), shape, n);
+            bail!(
+                "tensor data has {} values but shape {:?} needs {}",
+                data.len(),
+                shape,
+                n
+            );
         }
         Ok(match device {
-            Device::Cpu => Tensor { shape: shape.to_vec(), data: Data::Cpu(data) },
-            Device::Gpu(ctx) => Tensor { shape: shape.to_vec(), data: Data::Gpu(ctx.upload(&data)?) },
+            Device::Cpu => Tensor {
+                shape: shape.to_vec(),
+                data: Data::Cpu(data),
+            },
+            Device::Gpu(ctx) => Tensor {
+                shape: shape.to_vec(),
+                data: Data::Gpu(ctx.upload(&data)?),
+            },
         })
     }
 
     pub(crate) fn cpu(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data: Data::Cpu(data) }
+        Tensor {
+            shape,
+            data: Data::Cpu(data),
+        }
     }
 
     pub(crate) fn gpu(shape: Vec<usize>, buf: GpuBuf) -> Tensor {
-        Tensor { shape, data: Data::Gpu(buf) }
+        Tensor {
+            shape,
+            data: Data::Gpu(buf),
+        }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -71,7 +88,10 @@ impl Tensor {
         if shape.iter().product::<usize>() != self.numel() {
             bail!("cannot reshape {:?} to {:?}", self.shape, shape);
         }
-        Ok(Tensor { shape: shape.to_vec(), data: self.data })
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            data: self.data,
+        })
     }
 
     pub(crate) fn host(&self) -> &[f32] {

@@ -55,7 +55,12 @@ fn conv2d_gpu_matches_cpu() {
             let want = cc.forward(&up(&Device::Cpu, &[n, cin, h, w], &x)).unwrap();
             let got = gc.forward(&up(&g, &[n, cin, h, w], &x)).unwrap();
             assert_eq!(got.shape(), want.shape());
-            close(&got.to_vec().unwrap(), &want.to_vec().unwrap(), 1e-5, &format!("gpu conv {:?}", CONV_SHAPES[i]));
+            close(
+                &got.to_vec().unwrap(),
+                &want.to_vec().unwrap(),
+                1e-5,
+                &format!("gpu conv {:?}", CONV_SHAPES[i]),
+            );
         }
     }
 }
@@ -68,7 +73,10 @@ fn elementwise_gpu_matches_cpu() {
     let b = rand_vec(n, 2);
     let shape = [1, 3, 1, 1007];
     for (name, f) in [
-        ("relu", &(|t: &Tensor| ops::relu(t).unwrap()) as &dyn Fn(&Tensor) -> Tensor),
+        (
+            "relu",
+            &(|t: &Tensor| ops::relu(t).unwrap()) as &dyn Fn(&Tensor) -> Tensor,
+        ),
         ("lrelu", &|t: &Tensor| ops::leaky_relu(t, 0.2).unwrap()),
         ("tanh", &|t: &Tensor| ops::tanh(t).unwrap()),
     ] {
@@ -76,8 +84,14 @@ fn elementwise_gpu_matches_cpu() {
         let got = f(&up(&g, &shape, &a)).to_vec().unwrap();
         close(&got, &want, 1e-6, name);
     }
-    let want = ops::add(&up(&Device::Cpu, &shape, &a), &up(&Device::Cpu, &shape, &b)).unwrap().to_vec().unwrap();
-    let got = ops::add(&up(&g, &shape, &a), &up(&g, &shape, &b)).unwrap().to_vec().unwrap();
+    let want = ops::add(&up(&Device::Cpu, &shape, &a), &up(&Device::Cpu, &shape, &b))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let got = ops::add(&up(&g, &shape, &a), &up(&g, &shape, &b))
+        .unwrap()
+        .to_vec()
+        .unwrap();
     close(&got, &want, 0.0, "add");
 }
 
@@ -87,15 +101,25 @@ fn large_elementwise_uses_2d_grid() {
     let Some(g) = gpu() else { return };
     let n = 65535 * 256 + 1000;
     let a: Vec<f32> = (0..n).map(|i| (i % 1000) as f32 - 500.0).collect();
-    let got = ops::relu(&up(&g, &[1, 1, 1, n], &a)).unwrap().to_vec().unwrap();
+    let got = ops::relu(&up(&g, &[1, 1, 1, n], &a))
+        .unwrap()
+        .to_vec()
+        .unwrap();
     assert!(got.iter().zip(&a).all(|(y, x)| *y == x.max(0.0)));
 }
 
 #[test]
 fn norms_and_modulation_gpu_match_cpu() {
     let Some(g) = gpu() else { return };
-    for &(n, c, h, w) in &[(1usize, 3usize, 5usize, 7usize), (2, 5, 9, 4), (1, 4, 33, 31)] {
-        let x: Vec<f32> = rand_vec(n * c * h * w, 3).iter().map(|v| v * 4.0 + 1.5).collect();
+    for &(n, c, h, w) in &[
+        (1usize, 3usize, 5usize, 7usize),
+        (2, 5, 9, 4),
+        (1, 4, 33, 31),
+    ] {
+        let x: Vec<f32> = rand_vec(n * c * h * w, 3)
+            .iter()
+            .map(|v| v * 4.0 + 1.5)
+            .collect();
         let gb = rand_vec(n * 2 * c * h * w, 4);
         let mean = rand_vec(c, 5);
         let var: Vec<f32> = rand_vec(c, 6).iter().map(|v| v.abs() + 0.1).collect();
@@ -107,8 +131,14 @@ fn norms_and_modulation_gpu_match_cpu() {
             let inorm = ops::instance_norm(&xt).unwrap().to_vec().unwrap();
             let bnorm = bn.forward(&xt).unwrap().to_vec().unwrap();
             let gbt = up(d, &gbs, &gb);
-            let m1 = ops::modulate(&xt, &bn, &gbt, Some(0.2)).unwrap().to_vec().unwrap();
-            let m2 = ops::modulate(&xt, &ParamFreeNorm::Instance, &gbt, None).unwrap().to_vec().unwrap();
+            let m1 = ops::modulate(&xt, &bn, &gbt, Some(0.2))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let m2 = ops::modulate(&xt, &ParamFreeNorm::Instance, &gbt, None)
+                .unwrap()
+                .to_vec()
+                .unwrap();
             (inorm, bnorm, m1, m2)
         };
         let (a, b, c1, d1) = run(&Device::Cpu);
@@ -122,27 +152,52 @@ fn norms_and_modulation_gpu_match_cpu() {
         let plane = &a[..hw];
         let m = plane.iter().sum::<f32>() / hw as f32;
         let v = plane.iter().map(|x| (x - m) * (x - m)).sum::<f32>() / hw as f32;
-        assert!(m.abs() < 1e-4 && (v - 1.0).abs() < 1e-3, "instance norm stats {m} {v}");
+        assert!(
+            m.abs() < 1e-4 && (v - 1.0).abs() < 1e-3,
+            "instance norm stats {m} {v}"
+        );
     }
 }
 
 #[test]
 fn resize_rules_gpu_match_cpu_and_spec() {
     // torch rule: 256 → 8 samples 0, 32, 64, ...; PIL rule is center-aligned.
-    assert_eq!((0..8).map(|d| NearestRule::Torch.src(d, 256, 8)).collect::<Vec<_>>(), (0..8).map(|d| d * 32).collect::<Vec<_>>());
-    assert_eq!((0..4).map(|d| NearestRule::Pil.src(d, 8, 4)).collect::<Vec<_>>(), vec![1, 3, 5, 7]);
+    assert_eq!(
+        (0..8)
+            .map(|d| NearestRule::Torch.src(d, 256, 8))
+            .collect::<Vec<_>>(),
+        (0..8).map(|d| d * 32).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (0..4)
+            .map(|d| NearestRule::Pil.src(d, 8, 4))
+            .collect::<Vec<_>>(),
+        vec![1, 3, 5, 7]
+    );
     let Some(g) = gpu() else { return };
     let (n, c, h, w) = (1, 3, 13, 17);
     let x = rand_vec(n * c * h * w, 9);
     for rule in [NearestRule::Torch, NearestRule::Pil] {
         for (oh, ow) in [(5, 8), (26, 34), (31, 7), (13, 17)] {
-            let want = ops::resize_nearest(&up(&Device::Cpu, &[n, c, h, w], &x), oh, ow, rule).unwrap().to_vec().unwrap();
-            let got = ops::resize_nearest(&up(&g, &[n, c, h, w], &x), oh, ow, rule).unwrap().to_vec().unwrap();
+            let want = ops::resize_nearest(&up(&Device::Cpu, &[n, c, h, w], &x), oh, ow, rule)
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let got = ops::resize_nearest(&up(&g, &[n, c, h, w], &x), oh, ow, rule)
+                .unwrap()
+                .to_vec()
+                .unwrap();
             assert_eq!(got, want, "{rule:?} {oh}x{ow}");
         }
     }
-    let want = ops::upsample2x(&up(&Device::Cpu, &[n, c, h, w], &x)).unwrap().to_vec().unwrap();
-    let got = ops::upsample2x(&up(&g, &[n, c, h, w], &x)).unwrap().to_vec().unwrap();
+    let want = ops::upsample2x(&up(&Device::Cpu, &[n, c, h, w], &x))
+        .unwrap()
+        .to_vec()
+        .unwrap();
+    let got = ops::upsample2x(&up(&g, &[n, c, h, w], &x))
+        .unwrap()
+        .to_vec()
+        .unwrap();
     assert_eq!(got, want);
     assert_eq!(want[0..2], [x[0], x[0]]);
 }
@@ -150,9 +205,24 @@ fn resize_rules_gpu_match_cpu_and_spec() {
 #[test]
 fn segmap_gpu_matches_cpu() {
     let (h, w, classes) = (11, 9, 6);
-    let labels: Vec<u32> = (0..h * w).map(|i| ((i * 7 + i / 5) % classes) as u32).collect();
-    let inst: Vec<u32> = (0..h * w).map(|i| ((i % w) / 3 + 10 * ((i / w) / 4)) as u32).collect();
-    let cpu = ops::seg_input(&Device::Cpu, &labels, Some(&inst), h, w, classes, classes + 1).unwrap().to_vec().unwrap();
+    let labels: Vec<u32> = (0..h * w)
+        .map(|i| ((i * 7 + i / 5) % classes) as u32)
+        .collect();
+    let inst: Vec<u32> = (0..h * w)
+        .map(|i| ((i % w) / 3 + 10 * ((i / w) / 4)) as u32)
+        .collect();
+    let cpu = ops::seg_input(
+        &Device::Cpu,
+        &labels,
+        Some(&inst),
+        h,
+        w,
+        classes,
+        classes + 1,
+    )
+    .unwrap()
+    .to_vec()
+    .unwrap();
     // One-hot: each pixel has exactly one 1 among the class channels.
     for i in 0..h * w {
         let s: f32 = (0..classes).map(|c| cpu[c * h * w + i]).sum();
@@ -162,9 +232,17 @@ fn segmap_gpu_matches_cpu() {
     // Edges: pixel (0,2) and (0,3) differ horizontally (instance 0 vs 1).
     let e = &cpu[classes * h * w..];
     assert_eq!((e[2], e[3], e[0]), (1.0, 1.0, 0.0));
-    assert!(ops::seg_input(&Device::Cpu, &[0, 9], None, 1, 2, 6, 6).unwrap_err().to_string().contains("label id 9"));
+    assert!(
+        ops::seg_input(&Device::Cpu, &[0, 9], None, 1, 2, 6, 6)
+            .unwrap_err()
+            .to_string()
+            .contains("label id 9")
+    );
     let Some(g) = gpu() else { return };
-    let got = ops::seg_input(&g, &labels, Some(&inst), h, w, classes, classes + 1).unwrap().to_vec().unwrap();
+    let got = ops::seg_input(&g, &labels, Some(&inst), h, w, classes, classes + 1)
+        .unwrap()
+        .to_vec()
+        .unwrap();
     assert_eq!(got, cpu);
 }
 
@@ -175,9 +253,26 @@ fn linear_gpu_matches_cpu() {
         let x = rand_vec(n * fin, 11);
         let wt = rand_vec(fout * fin, 12);
         let b = rand_vec(fout, 13);
-        let naive: Vec<f32> = (0..n * fout).map(|i| b[i % fout] + (0..fin).map(|k| x[(i / fout) * fin + k] * wt[(i % fout) * fin + k]).sum::<f32>()).collect();
-        let c = Linear::new(&Device::Cpu, &wt, [fout, fin], Some(&b)).unwrap().forward(&up(&Device::Cpu, &[n, fin], &x)).unwrap().to_vec().unwrap();
-        let gg = Linear::new(&g, &wt, [fout, fin], Some(&b)).unwrap().forward(&up(&g, &[n, fin], &x)).unwrap().to_vec().unwrap();
+        let naive: Vec<f32> = (0..n * fout)
+            .map(|i| {
+                b[i % fout]
+                    + (0..fin)
+                        .map(|k| x[(i / fout) * fin + k] * wt[(i % fout) * fin + k])
+                        .sum::<f32>()
+            })
+            .collect();
+        let c = Linear::new(&Device::Cpu, &wt, [fout, fin], Some(&b))
+            .unwrap()
+            .forward(&up(&Device::Cpu, &[n, fin], &x))
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        let gg = Linear::new(&g, &wt, [fout, fin], Some(&b))
+            .unwrap()
+            .forward(&up(&g, &[n, fin], &x))
+            .unwrap()
+            .to_vec()
+            .unwrap();
         close(&c, &naive, 1e-5, "linear cpu");
         close(&gg, &c, 1e-5, "linear gpu");
     }

@@ -9,7 +9,10 @@ use std::process::Command;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_spadework"));
-    c.env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()));
+    c.env(
+        "XDG_RUNTIME_DIR",
+        std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()),
+    );
     c
 }
 
@@ -27,24 +30,46 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 fn strs(v: &Value) -> Vec<String> {
-    v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// Converts the case and renders `render_key` args on every backend, comparing with `expected_key`.
 fn check_case(case: &str, render_key: &str, expected_key: &str) {
     let dir = fixture(&format!("spade/{case}"));
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
     let st = tmp(&format!("{case}.safetensors"));
     let mut c = bin();
-    c.arg("convert").arg("latest_net_G.pth").arg("-o").arg(&st).args(strs(&meta["convert_args"]));
+    c.arg("convert")
+        .arg("latest_net_G.pth")
+        .arg("-o")
+        .arg(&st)
+        .args(strs(&meta["convert_args"]));
     run(c, &dir);
-    let (shape, expected) = spadework::io::npy::read_f32(&dir.join(meta[expected_key].as_str().unwrap())).unwrap();
-    let backends: Vec<&str> = if gpu().is_some() { vec!["cpu", "gpu"] } else { vec!["cpu"] };
+    let (shape, expected) =
+        spadework::io::npy::read_f32(&dir.join(meta[expected_key].as_str().unwrap())).unwrap();
+    let backends: Vec<&str> = if gpu().is_some() {
+        vec!["cpu", "gpu"]
+    } else {
+        vec!["cpu"]
+    };
     for be in backends {
         let raw = tmp(&format!("{case}-{render_key}-{be}.npy"));
         let png = tmp(&format!("{case}-{render_key}-{be}.png"));
         let mut c = bin();
-        c.arg("render").arg("--weights").arg(&st).args(strs(&meta[render_key])).args(["--backend", be]).arg("-o").arg(&png).arg("--raw").arg(&raw);
+        c.arg("render")
+            .arg("--weights")
+            .arg(&st)
+            .args(strs(&meta[render_key]))
+            .args(["--backend", be])
+            .arg("-o")
+            .arg(&png)
+            .arg("--raw")
+            .arg(&raw);
         run(c, &dir);
         let (s, got) = spadework::io::npy::read_f32(&raw).unwrap();
         assert_eq!(s, shape, "{case} {be}: output shape");
@@ -56,8 +81,14 @@ fn check_case(case: &str, render_key: &str, expected_key: &str) {
         let want8 = spadework::io::image::to_rgb8(&expected, h, w);
         let got8 = image::open(&png).unwrap().to_rgb8().into_raw();
         let off = want8.iter().zip(&got8).filter(|(a, b)| a != b).count();
-        assert!(want8.iter().zip(&got8).all(|(a, b)| a.abs_diff(*b) <= 1), "{case} {be}: a pixel differs by > 1");
-        assert!(off * 1000 <= want8.len(), "{case} {be}: {off} uint8 values differ");
+        assert!(
+            want8.iter().zip(&got8).all(|(a, b)| a.abs_diff(*b) <= 1),
+            "{case} {be}: a pixel differs by > 1"
+        );
+        assert!(
+            off * 1000 <= want8.len(),
+            "{case} {be}: {off} uint8 values differ"
+        );
     }
 }
 
@@ -89,7 +120,8 @@ fn vae_style_encoder() {
 #[test]
 fn style_encoder_mu_matches_reference() {
     let dir = fixture("spade/vae_instance_zip");
-    let meta: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
     let mut args = strs(&meta["convert_args"]);
     let i = args.iter().position(|a| a == "--netE").unwrap();
     args[i + 1] = dir.join(&args[i + 1]).display().to_string();
@@ -99,13 +131,22 @@ fn style_encoder_mu_matches_reference() {
     cfg.use_vae = true;
     cfg.norm_g = "spectralspadeinstance3x3".into();
     cfg.ngf = 0;
-    let store = spadework::weights::convert::convert(&dir.join("latest_net_G.pth"), Some(&dir.join("latest_net_E.pth")), cfg).unwrap();
+    let store = spadework::weights::convert::convert(
+        &dir.join("latest_net_G.pth"),
+        Some(&dir.join("latest_net_E.pth")),
+        cfg,
+    )
+    .unwrap();
     let (_, mu_ref) = spadework::io::npy::read_f32(&dir.join("expected_mu.npy")).unwrap();
     let (_, lv_ref) = spadework::io::npy::read_f32(&dir.join("expected_logvar.npy")).unwrap();
     for d in devices() {
         let m = spadework::render::Model::from_store(&store, &d).unwrap();
         let (mu, lv) = m.encode_style(&dir.join("style.png")).unwrap();
-        assert!(max_abs_diff(&mu, &mu_ref) <= 1e-4, "mu on {d:?}: {}", max_abs_diff(&mu, &mu_ref));
+        assert!(
+            max_abs_diff(&mu, &mu_ref) <= 1e-4,
+            "mu on {d:?}: {}",
+            max_abs_diff(&mu, &mu_ref)
+        );
         assert!(max_abs_diff(&lv, &lv_ref) <= 1e-4, "logvar on {d:?}");
     }
 }

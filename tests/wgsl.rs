@@ -2,15 +2,31 @@
 #[test]
 fn every_kernel_validates_with_naga() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "wgsl")).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .collect();
     files.sort();
-    assert_eq!(files.len(), spadework::backend::gpu::KERNELS.len(), "every kernels/*.wgsl must be registered in KERNELS");
+    assert_eq!(
+        files.len(),
+        spadework::backend::gpu::KERNELS.len(),
+        "every kernels/*.wgsl must be registered in KERNELS"
+    );
     for f in files {
         let src = std::fs::read_to_string(&f).unwrap();
-        let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}: {}", f.display(), e.emit_to_string(&src)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-            .validate(&module)
+        let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{}: {}", f.display(), e.emit_to_string(&src)));
-        assert!(!module.entry_points.is_empty(), "{} has no entry point", f.display());
+        naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}: {}", f.display(), e.emit_to_string(&src)));
+        assert!(
+            !module.entry_points.is_empty(),
+            "{} has no entry point",
+            f.display()
+        );
     }
 }

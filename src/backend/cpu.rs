@@ -32,9 +32,18 @@ pub fn sgemm(
         (rows.saturating_sub(1)) * r.rs as usize + (cols.saturating_sub(1)) * r.cs as usize
     };
     assert!(a.rs >= 0 && a.cs >= 0 && b.rs >= 0 && b.cs >= 0);
-    assert!(k == 0 || last(a, m, k) < a.data.len(), "sgemm: lhs out of bounds");
-    assert!(k == 0 || last(b, k, n) < b.data.len(), "sgemm: rhs out of bounds");
-    assert!((m - 1) * dst_rs + n - 1 < dst.len(), "sgemm: dst out of bounds");
+    assert!(
+        k == 0 || last(a, m, k) < a.data.len(),
+        "sgemm: lhs out of bounds"
+    );
+    assert!(
+        k == 0 || last(b, k, n) < b.data.len(),
+        "sgemm: rhs out of bounds"
+    );
+    assert!(
+        (m - 1) * dst_rs + n - 1 < dst.len(),
+        "sgemm: dst out of bounds"
+    );
     let par = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
@@ -98,10 +107,32 @@ mod tests {
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let dst_rs = 10;
         let mut d = vec![1.0f32; m * dst_rs];
-        sgemm(m, n, k, &mut d, dst_rs, true, MatRef { data: &a, rs: k as isize, cs: 1 }, MatRef { data: &b, rs: n as isize, cs: 1 }, 1);
+        sgemm(
+            m,
+            n,
+            k,
+            &mut d,
+            dst_rs,
+            true,
+            MatRef {
+                data: &a,
+                rs: k as isize,
+                cs: 1,
+            },
+            MatRef {
+                data: &b,
+                rs: n as isize,
+                cs: 1,
+            },
+            1,
+        );
         for i in 0..m {
             for j in 0..dst_rs {
-                let want = if j < n { 1.0 + (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum::<f32>() } else { 1.0 };
+                let want = if j < n {
+                    1.0 + (0..k).map(|t| a[i * k + t] * b[t * n + j]).sum::<f32>()
+                } else {
+                    1.0
+                };
                 assert!((d[i * dst_rs + j] - want).abs() < 1e-5);
             }
         }

@@ -12,7 +12,10 @@ use wgpu::util::DeviceExt;
 /// Every WGSL file of the engine: (file name, source). One file per op family.
 pub const KERNELS: &[(&str, &str)] = &[
     ("conv2d.wgsl", include_str!("../../kernels/conv2d.wgsl")),
-    ("elementwise.wgsl", include_str!("../../kernels/elementwise.wgsl")),
+    (
+        "elementwise.wgsl",
+        include_str!("../../kernels/elementwise.wgsl"),
+    ),
     ("linear.wgsl", include_str!("../../kernels/linear.wgsl")),
     ("norm.wgsl", include_str!("../../kernels/norm.wgsl")),
     ("resize.wgsl", include_str!("../../kernels/resize.wgsl")),
@@ -61,14 +64,21 @@ impl GpuBuf {
 impl Drop for GpuBuf {
     fn drop(&mut self) {
         if let Some(b) = self.buf.take() {
-            self.ctx.pool.lock().unwrap().entry(b.size()).or_default().push(b);
+            self.ctx
+                .pool
+                .lock()
+                .unwrap()
+                .entry(b.size())
+                .or_default()
+                .push(b);
         }
     }
 }
 
 /// All adapters wgpu can see on this machine (every backend).
 pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
 }
 
@@ -117,7 +127,7 @@ impl GpuContext {
         candidates.sort_by_key(rank);
         let Some(adapter) = candidates.into_iter().next() else {
             bail!(
-                "no {}adapter matches{}; adapters found: {}",
+                "no {}adapter matches{}; adapters found: {}; use --backend cpu to run without a GPU",
                 if hardware_only { "hardware " } else { "" },
                 name.map(|n| format!(" '{n}'")).unwrap_or_default(),
                 listing.join("; ")
@@ -128,9 +138,11 @@ impl GpuContext {
         let mut limits = wgpu::Limits::downlevel_defaults();
         limits.max_storage_buffer_binding_size = alimits.max_storage_buffer_binding_size;
         limits.max_buffer_size = alimits.max_buffer_size;
-        limits.max_storage_buffers_per_shader_stage = alimits.max_storage_buffers_per_shader_stage.min(8);
+        limits.max_storage_buffers_per_shader_stage =
+            alimits.max_storage_buffers_per_shader_stage.min(8);
         limits.max_compute_workgroup_storage_size = alimits.max_compute_workgroup_storage_size;
-        limits.max_compute_invocations_per_workgroup = alimits.max_compute_invocations_per_workgroup;
+        limits.max_compute_invocations_per_workgroup =
+            alimits.max_compute_invocations_per_workgroup;
         limits.max_compute_workgroup_size_x = alimits.max_compute_workgroup_size_x;
         limits.max_compute_workgroup_size_y = alimits.max_compute_workgroup_size_y;
         limits.max_compute_workgroup_size_z = alimits.max_compute_workgroup_size_z;
@@ -165,7 +177,10 @@ impl GpuContext {
             pipelines: Default::default(),
             layouts: Default::default(),
             pool: Default::default(),
-            recorder: Mutex::new(Recorder { encoder: None, dispatches: 0 }),
+            recorder: Mutex::new(Recorder {
+                encoder: None,
+                dispatches: 0,
+            }),
             error,
             mem: Mutex::new((0, 0)),
         })
@@ -174,7 +189,11 @@ impl GpuContext {
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {:?}, driver {} {})",
-            self.info.name, self.info.backend, self.info.device_type, self.info.driver, self.info.driver_info
+            self.info.name,
+            self.info.backend,
+            self.info.device_type,
+            self.info.driver,
+            self.info.driver_info
         )
     }
 
@@ -201,19 +220,33 @@ impl GpuContext {
                 self.limits.max_storage_buffer_binding_size >> 20
             );
         }
-        if let Some(b) = self.pool.lock().unwrap().get_mut(&size).and_then(|v| v.pop()) {
-            return Ok(GpuBuf { ctx: self.clone(), buf: Some(b) });
+        if let Some(b) = self
+            .pool
+            .lock()
+            .unwrap()
+            .get_mut(&size)
+            .and_then(|v| v.pop())
+        {
+            return Ok(GpuBuf {
+                ctx: self.clone(),
+                buf: Some(b),
+            });
         }
         let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         let mut m = self.mem.lock().unwrap();
         m.0 += size;
         m.1 = m.1.max(m.0);
-        Ok(GpuBuf { ctx: self.clone(), buf: Some(buf) })
+        Ok(GpuBuf {
+            ctx: self.clone(),
+            buf: Some(buf),
+        })
     }
 
     /// Frees every pooled (unused) buffer.
@@ -226,9 +259,10 @@ impl GpuContext {
 
     fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
         let mut rec = self.recorder.lock().unwrap();
-        let enc = rec
-            .encoder
-            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        let enc = rec.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
         f(enc)
     }
 
@@ -268,11 +302,13 @@ impl GpuContext {
             } else {
                 bytes
             };
-            let staging = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: src_bytes,
-                usage: wgpu::BufferUsages::COPY_SRC,
-            });
+            let staging = self
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: src_bytes,
+                    usage: wgpu::BufferUsages::COPY_SRC,
+                });
             self.with_encoder(|enc| {
                 enc.copy_buffer_to_buffer(&staging, 0, dst.buffer(), 0, src_bytes.len() as u64)
             });
@@ -306,7 +342,9 @@ impl GpuContext {
             .map_err(|_| anyhow!("GPU readback was dropped"))?
             .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
         let out = {
-            let view = staging.get_mapped_range(..).map_err(|e| anyhow!("GPU readback failed: {e:?}"))?;
+            let view = staging
+                .get_mapped_range(..)
+                .map_err(|e| anyhow!("GPU readback failed: {e:?}"))?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
@@ -324,7 +362,9 @@ impl GpuContext {
                         binding: i as u32,
                         visibility: wgpu::ShaderStages::COMPUTE,
                         ty: wgpu::BindingType::Buffer {
-                            ty: wgpu::BufferBindingType::Storage { read_only: i < n_inputs },
+                            ty: wgpu::BufferBindingType::Storage {
+                                read_only: i < n_inputs,
+                            },
                             has_dynamic_offset: false,
                             min_binding_size: None,
                         },
@@ -341,22 +381,31 @@ impl GpuContext {
                     },
                     count: None,
                 });
-                let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: None,
-                    entries: &entries,
-                });
-                let pl = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: None,
-                    bind_group_layouts: &[Some(&bgl)],
-                    immediate_size: 0,
-                });
+                let bgl = self
+                    .device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: None,
+                        entries: &entries,
+                    });
+                let pl = self
+                    .device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: None,
+                        bind_group_layouts: &[Some(&bgl)],
+                        immediate_size: 0,
+                    });
                 (bgl, pl)
             })
             .clone()
     }
 
     /// The compiled pipeline for `entry` in kernel file `file` (compiled once, then cached).
-    fn pipeline(&self, file: &'static str, entry: &'static str, n_inputs: usize) -> Result<Arc<(wgpu::ComputePipeline, usize)>> {
+    fn pipeline(
+        &self,
+        file: &'static str,
+        entry: &'static str,
+        n_inputs: usize,
+    ) -> Result<Arc<(wgpu::ComputePipeline, usize)>> {
         if let Some(p) = self.pipelines.lock().unwrap().get(&(file, entry)) {
             return Ok(p.clone());
         }
@@ -370,25 +419,32 @@ impl GpuContext {
             modules
                 .entry(file)
                 .or_insert_with(|| {
-                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(file),
-                        source: wgpu::ShaderSource::Wgsl(src.into()),
-                    })
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(file),
+                            source: wgpu::ShaderSource::Wgsl(src.into()),
+                        })
                 })
                 .clone()
         };
         let (_, layout) = self.layout(n_inputs);
-        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(&layout),
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        self.check_error().with_context(|| format!("compiling {file}:{entry}"))?;
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(&layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        self.check_error()
+            .with_context(|| format!("compiling {file}:{entry}"))?;
         let p = Arc::new((pipeline, n_inputs));
-        self.pipelines.lock().unwrap().insert((file, entry), p.clone());
+        self.pipelines
+            .lock()
+            .unwrap()
+            .insert((file, entry), p.clone());
         Ok(p)
     }
 
@@ -405,7 +461,9 @@ impl GpuContext {
     ) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max) {
-            bail!("{file}:{entry}: dispatch {groups:?} exceeds the adapter limit {max} per dimension");
+            bail!(
+                "{file}:{entry}: dispatch {groups:?} exceeds the adapter limit {max} per dimension"
+            );
         }
         if groups.contains(&0) {
             return Ok(());
@@ -416,26 +474,45 @@ impl GpuContext {
         while words.len() % 4 != 0 || words.is_empty() {
             words.push(0);
         }
-        let ubuf = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let ubuf = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
         let mut entries: Vec<wgpu::BindGroupEntry> = inputs
             .iter()
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
             .collect();
-        entries.push(wgpu::BindGroupEntry { binding: inputs.len() as u32, resource: output.as_entire_binding() });
-        entries.push(wgpu::BindGroupEntry { binding: inputs.len() as u32 + 1, resource: ubuf.as_entire_binding() });
-        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &bgl, entries: &entries });
+        entries.push(wgpu::BindGroupEntry {
+            binding: inputs.len() as u32,
+            resource: output.as_entire_binding(),
+        });
+        entries.push(wgpu::BindGroupEntry {
+            binding: inputs.len() as u32 + 1,
+            resource: ubuf.as_entire_binding(),
+        });
+        let bg = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &bgl,
+            entries: &entries,
+        });
         let submit_now = {
             let mut rec = self.recorder.lock().unwrap();
-            let enc = rec
-                .encoder
-                .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+            let enc = rec.encoder.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+            });
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: None });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(entry),
+                    timestamp_writes: None,
+                });
                 pass.set_pipeline(&p.0);
                 pass.set_bind_group(0, &bg, &[]);
                 pass.dispatch_workgroups(groups[0], groups[1], groups[2]);

@@ -15,16 +15,30 @@ pub fn to_rgb8(chw: &[f32], h: usize, w: usize) -> Vec<u8> {
 }
 
 pub fn save_rgb_png(path: &Path, rgb: &[u8], h: usize, w: usize) -> Result<()> {
-    image::save_buffer(path, rgb, w as u32, h as u32, image::ExtendedColorType::Rgb8).with_context(|| format!("cannot write image {}", path.display()))
+    image::save_buffer(
+        path,
+        rgb,
+        w as u32,
+        h as u32,
+        image::ExtendedColorType::Rgb8,
+    )
+    .with_context(|| format!("cannot write image {}", path.display()))
 }
 
 /// A style photo as the encoder wants it: resized to the map size (bicubic; NVlabs uses PIL
 /// BICUBIC), scaled to [-1, 1], then bilinearly resized to 256×256 (align_corners=False) if needed.
 /// Returns [3, 256, 256] CHW.
 pub fn load_style(path: &Path, (h, w): (usize, usize)) -> Result<Vec<f32>> {
-    let img = image::open(path).with_context(|| format!("cannot read style image {}", path.display()))?.to_rgb8();
+    let img = image::open(path)
+        .with_context(|| format!("cannot read style image {}", path.display()))?
+        .to_rgb8();
     let img = if (img.height() as usize, img.width() as usize) != (h, w) {
-        image::imageops::resize(&img, w as u32, h as u32, image::imageops::FilterType::CatmullRom)
+        image::imageops::resize(
+            &img,
+            w as u32,
+            h as u32,
+            image::imageops::FilterType::CatmullRom,
+        )
     } else {
         img
     };
@@ -44,7 +58,12 @@ pub fn load_style(path: &Path, (h, w): (usize, usize)) -> Result<Vec<f32>> {
 }
 
 /// `F.interpolate(mode='bilinear', align_corners=False)` without antialiasing.
-pub fn bilinear(x: &[f32], planes: usize, (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+pub fn bilinear(
+    x: &[f32],
+    planes: usize,
+    (h, w): (usize, usize),
+    (oh, ow): (usize, usize),
+) -> Vec<f32> {
     let coord = |d: usize, i: usize, o: usize| -> (usize, usize, f32) {
         let s = ((d as f32 + 0.5) * (i as f32 / o as f32) - 0.5).max(0.0);
         let i0 = (s as usize).min(i - 1);

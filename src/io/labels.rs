@@ -25,8 +25,14 @@ pub struct MapImage {
 
 /// Reads a label/instance PNG without any colour conversion.
 pub fn read_map_png(path: &Path) -> Result<MapImage> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read map {}", path.display()))?;
-    decode_map_png(&bytes).with_context(|| format!("{}: not a readable PNG label map (maps must be lossless PNG)", path.display()))
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read map {}", path.display()))?;
+    decode_map_png(&bytes).with_context(|| {
+        format!(
+            "{}: not a readable PNG label map (maps must be lossless PNG)",
+            path.display()
+        )
+    })
 }
 
 pub fn decode_map_png(bytes: &[u8]) -> Result<MapImage> {
@@ -62,7 +68,12 @@ pub fn decode_map_png(bytes: &[u8]) -> Result<MapImage> {
         }
     };
     let pixels = match info.color_type {
-        Grayscale | GrayscaleAlpha | Indexed => Pixels::Ids((0..h).flat_map(|y| (0..w).map(move |x| (x, y))).map(|(x, y)| sample(x, y, 0)).collect()),
+        Grayscale | GrayscaleAlpha | Indexed => Pixels::Ids(
+            (0..h)
+                .flat_map(|y| (0..w).map(move |x| (x, y)))
+                .map(|(x, y)| sample(x, y, 0))
+                .collect(),
+        ),
         Rgb | Rgba => {
             let shift = if depth == 16 { 8 } else { 0 };
             Pixels::Rgb(
@@ -73,13 +84,19 @@ pub fn decode_map_png(bytes: &[u8]) -> Result<MapImage> {
             )
         }
     };
-    Ok(MapImage { width: w, height: h, pixels })
+    Ok(MapImage {
+        width: w,
+        height: h,
+        pixels,
+    })
 }
 
 /// Colour-coded map → ids through the model's palette; unknown colours are reported with counts.
 pub fn colors_to_ids(rgb: &[[u8; 3]], cfg: &SpadeConfig, what: &str) -> Result<Vec<u32>> {
     if cfg.classes.is_empty() {
-        bail!("{what} is an RGB colour-coded map, but this model has no palette; give a grayscale label-id PNG or a palette PNG");
+        bail!(
+            "{what} is an RGB colour-coded map, but this model has no palette; give a grayscale label-id PNG or a palette PNG"
+        );
     }
     let lut: BTreeMap<[u8; 3], u32> = cfg.classes.iter().map(|c| (c.color, c.id)).collect();
     let mut unknown: BTreeMap<[u8; 3], usize> = BTreeMap::new();
@@ -95,8 +112,17 @@ pub fn colors_to_ids(rgb: &[[u8; 3]], cfg: &SpadeConfig, what: &str) -> Result<V
     if !unknown.is_empty() {
         let mut list: Vec<_> = unknown.into_iter().collect();
         list.sort_by(|a, b| b.1.cmp(&a.1));
-        let shown: Vec<String> = list.iter().take(8).map(|(c, n)| format!("#{:02x}{:02x}{:02x} ({n} px)", c[0], c[1], c[2])).collect();
-        bail!("{what}: {} colour(s) are not in the model's palette: {}{}", list.len(), shown.join(", "), if list.len() > 8 { ", ..." } else { "" });
+        let shown: Vec<String> = list
+            .iter()
+            .take(8)
+            .map(|(c, n)| format!("#{:02x}{:02x}{:02x} ({n} px)", c[0], c[1], c[2]))
+            .collect();
+        bail!(
+            "{what}: {} colour(s) are not in the model's palette: {}{}",
+            list.len(),
+            shown.join(", "),
+            if list.len() > 8 { ", ..." } else { "" }
+        );
     }
     Ok(ids)
 }
@@ -110,7 +136,12 @@ pub struct PreparedMap {
 }
 
 /// NVlabs `__getitem__` + `preprocess_input` up to the one-hot, on the host.
-pub fn prepare(cfg: &SpadeConfig, map: &MapImage, map_name: &str, instance: Option<(&MapImage, &str)>) -> Result<PreparedMap> {
+pub fn prepare(
+    cfg: &SpadeConfig,
+    map: &MapImage,
+    map_name: &str,
+    instance: Option<(&MapImage, &str)>,
+) -> Result<PreparedMap> {
     let (h, w) = cfg.map_size();
     let ids = match &map.pixels {
         Pixels::Ids(v) => v.clone(),
@@ -119,7 +150,8 @@ pub fn prepare(cfg: &SpadeConfig, map: &MapImage, map_name: &str, instance: Opti
     if map.width == 0 || map.height == 0 {
         bail!("{map_name}: empty image");
     }
-    let mut labels = ops::resize::resize_nearest_cpu(&ids, 1, [map.height, map.width], [h, w], NearestRule::Pil);
+    let mut labels =
+        ops::resize::resize_nearest_cpu(&ids, 1, [map.height, map.width], [h, w], NearestRule::Pil);
     let nc = cfg.onehot_nc();
     if cfg.contain_dontcare_label {
         for l in labels.iter_mut().filter(|l| **l == 255) {
@@ -136,7 +168,14 @@ pub fn prepare(cfg: &SpadeConfig, map: &MapImage, map_name: &str, instance: Opti
         let names = if cfg.classes.is_empty() {
             String::new()
         } else {
-            format!("; the model's classes: {}", cfg.classes.iter().map(|c| format!("{} {}", c.id, c.name)).collect::<Vec<_>>().join(", "))
+            format!(
+                "; the model's classes: {}",
+                cfg.classes
+                    .iter()
+                    .map(|c| format!("{} {}", c.id, c.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         };
         bail!(
             "{map_name}: label id {id} ({count} pixels after resizing to {w}x{h}, first at x={}, y={}) is not valid: \
@@ -144,32 +183,68 @@ pub fn prepare(cfg: &SpadeConfig, map: &MapImage, map_name: &str, instance: Opti
             first % w,
             first / w,
             cfg.label_nc,
-            if cfg.contain_dontcare_label { " + dontcare, 255 = dontcare" } else { "" },
-            if bad.len() > 1 { format!(" ({} invalid ids in all: {:?})", bad.len(), bad.keys().collect::<Vec<_>>()) } else { String::new() },
+            if cfg.contain_dontcare_label {
+                " + dontcare, 255 = dontcare"
+            } else {
+                ""
+            },
+            if bad.len() > 1 {
+                format!(
+                    " ({} invalid ids in all: {:?})",
+                    bad.len(),
+                    bad.keys().collect::<Vec<_>>()
+                )
+            } else {
+                String::new()
+            },
         );
     }
     let instance = match (instance, cfg.no_instance) {
-        (Some((_, n)), true) => bail!("{n}: this model takes no instance map (it was converted with --no-instance)"),
+        (Some((_, n)), true) => {
+            bail!("{n}: this model takes no instance map (it was converted with --no-instance)")
+        }
         (None, true) => None,
         // No instance map for an instance model: NVlabs needs one; use the label map (class boundaries).
         (None, false) => Some(labels.clone()),
         (Some((im, n)), false) => {
             let ids = match &im.pixels {
                 Pixels::Ids(v) => v.clone(),
-                Pixels::Rgb(c) => c.iter().map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]])).collect(),
+                Pixels::Rgb(c) => c
+                    .iter()
+                    .map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]]))
+                    .collect(),
             };
             if im.width == 0 || im.height == 0 {
                 bail!("{n}: empty image");
             }
-            Some(ops::resize::resize_nearest_cpu(&ids, 1, [im.height, im.width], [h, w], NearestRule::Pil))
+            Some(ops::resize::resize_nearest_cpu(
+                &ids,
+                1,
+                [im.height, im.width],
+                [h, w],
+                NearestRule::Pil,
+            ))
         }
     };
-    Ok(PreparedMap { h, w, labels, instance })
+    Ok(PreparedMap {
+        h,
+        w,
+        labels,
+        instance,
+    })
 }
 
 impl PreparedMap {
     /// The [1, semantic_nc, H, W] input tensor on `device`.
     pub fn to_tensor(&self, device: &Device, cfg: &SpadeConfig) -> Result<Tensor> {
-        ops::seg_input(device, &self.labels, self.instance.as_deref(), self.h, self.w, cfg.onehot_nc(), cfg.semantic_nc())
+        ops::seg_input(
+            device,
+            &self.labels,
+            self.instance.as_deref(),
+            self.h,
+            self.w,
+            cfg.onehot_nc(),
+            cfg.semantic_nc(),
+        )
     }
 }

@@ -4,7 +4,11 @@ use std::path::Path;
 
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_s = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let shape_s = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
     let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_s}, }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat(total.div_ceil(64) * 64 - total));
@@ -31,7 +35,10 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         2 | 3 if b.len() >= 12 => (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12),
         v => bail!("{p}: unsupported .npy version {v}"),
     };
-    let header = b.get(hstart..hstart + hlen).map(String::from_utf8_lossy).with_context(|| format!("{p}: truncated header"))?;
+    let header = b
+        .get(hstart..hstart + hlen)
+        .map(String::from_utf8_lossy)
+        .with_context(|| format!("{p}: truncated header"))?;
     let field = |key: &str| -> Option<String> {
         let i = header.find(&format!("'{key}'"))? + key.len() + 2;
         let rest = header[i..].trim_start().strip_prefix(':')?.trim_start();
@@ -43,23 +50,43 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     } else if descr.starts_with("'<f8'") {
         8
     } else {
-        bail!("{p}: dtype {} not supported (need little-endian float32 or float64)", descr.split(',').next().unwrap_or(""))
+        bail!(
+            "{p}: dtype {} not supported (need little-endian float32 or float64)",
+            descr.split(',').next().unwrap_or("")
+        )
     };
     if field("fortran_order").is_some_and(|f| f.starts_with("True")) {
         bail!("{p}: Fortran-order arrays are not supported");
     }
     let shape_s = field("shape").with_context(|| format!("{p}: no shape"))?;
-    let inner = shape_s.strip_prefix('(').and_then(|s| s.split(')').next()).with_context(|| format!("{p}: bad shape"))?;
-    let shape: Vec<usize> = inner.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.parse()).collect::<Result<_, _>>().with_context(|| format!("{p}: bad shape"))?;
+    let inner = shape_s
+        .strip_prefix('(')
+        .and_then(|s| s.split(')').next())
+        .with_context(|| format!("{p}: bad shape"))?;
+    let shape: Vec<usize> = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{p}: bad shape"))?;
     let n: usize = shape.iter().product();
     let data = &b[hstart + hlen..];
     if data.len() != n * size {
-        bail!("{p}: expected {} data bytes for shape {shape:?}, found {}", n * size, data.len());
+        bail!(
+            "{p}: expected {} data bytes for shape {shape:?}, found {}",
+            n * size,
+            data.len()
+        );
     }
     let vals = if size == 4 {
-        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     } else {
-        data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()
+        data.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+            .collect()
     };
     Ok((shape, vals))
 }

@@ -42,7 +42,11 @@ pub enum NormKind {
 /// Python's `round()` (half to even), as NVlabs uses for `sh = round(sw / aspect_ratio)`.
 pub fn py_round(x: f64) -> i64 {
     let r = x.round();
-    if (x - x.trunc()).abs() == 0.5 { (2.0 * (x / 2.0).round()) as i64 } else { r as i64 }
+    if (x - x.trunc()).abs() == 0.5 {
+        (2.0 * (x / 2.0).round()) as i64
+    } else {
+        r as i64
+    }
 }
 
 impl SpadeConfig {
@@ -64,7 +68,11 @@ impl SpadeConfig {
         };
         Ok(match name {
             "ade20k" => base,
-            "coco" => SpadeConfig { label_nc: 182, no_instance: false, ..base },
+            "coco" => SpadeConfig {
+                label_nc: 182,
+                no_instance: false,
+                ..base
+            },
             "cityscapes" => SpadeConfig {
                 label_nc: 35,
                 contain_dontcare_label: false,
@@ -122,7 +130,11 @@ impl SpadeConfig {
         if sw == 0 || sh <= 0 {
             bail!(
                 "crop size {} with aspect ratio {} and {} upsampling layers gives an empty first layer ({}x{})",
-                self.crop_size, self.aspect_ratio, self.num_upsampling_layers, sh, sw
+                self.crop_size,
+                self.aspect_ratio,
+                self.num_upsampling_layers,
+                sh,
+                sw
             );
         }
         Ok((sh as usize, sw))
@@ -138,7 +150,10 @@ impl SpadeConfig {
     /// Size the label map is resized to (PIL nearest) before it enters the net: W = crop_size,
     /// H = round(crop_size / aspect_ratio).
     pub fn map_size(&self) -> (usize, usize) {
-        (py_round(self.crop_size as f64 / self.aspect_ratio).max(1) as usize, self.crop_size)
+        (
+            py_round(self.crop_size as f64 / self.aspect_ratio).max(1) as usize,
+            self.crop_size,
+        )
     }
 
     /// (spectral?, norm kind, SPADE kernel size) parsed from norm_G.
@@ -148,13 +163,19 @@ impl SpadeConfig {
             Some(r) => (true, r),
             None => (false, s),
         };
-        let bad = || anyhow::anyhow!("norm_G '{s}' is not of the form [spectral]spade<batch|syncbatch|instance><k>x<k>");
+        let bad = || {
+            anyhow::anyhow!(
+                "norm_G '{s}' is not of the form [spectral]spade<batch|syncbatch|instance><k>x<k>"
+            )
+        };
         let rest = rest.strip_prefix("spade").ok_or_else(bad)?;
         let digits = rest.find(|c: char| c.is_ascii_digit()).ok_or_else(bad)?;
         let kind = match &rest[..digits] {
             "batch" | "syncbatch" => NormKind::Batch,
             "instance" => NormKind::Instance,
-            other => bail!("norm_G '{s}': param-free norm '{other}' is not supported (batch, syncbatch, instance)"),
+            other => bail!(
+                "norm_G '{s}': param-free norm '{other}' is not supported (batch, syncbatch, instance)"
+            ),
         };
         let ks: usize = rest[digits..digits + 1].parse().map_err(|_| bad())?;
         if !rest[digits + 1..].starts_with('x') {
@@ -201,13 +222,38 @@ mod tests {
     #[test]
     fn presets_match_spec_table() {
         let a = SpadeConfig::preset("ade20k").unwrap();
-        assert_eq!((a.semantic_nc(), a.first_size().unwrap(), a.output_size().unwrap()), (151, (8, 8), (256, 256)));
+        assert_eq!(
+            (
+                a.semantic_nc(),
+                a.first_size().unwrap(),
+                a.output_size().unwrap()
+            ),
+            (151, (8, 8), (256, 256))
+        );
         let c = SpadeConfig::preset("coco").unwrap();
         assert_eq!(c.semantic_nc(), 184);
         let s = SpadeConfig::preset("cityscapes").unwrap();
-        assert_eq!((s.semantic_nc(), s.first_size().unwrap(), s.output_size().unwrap(), s.map_size()), (36, (4, 8), (256, 512), (256, 512)));
+        assert_eq!(
+            (
+                s.semantic_nc(),
+                s.first_size().unwrap(),
+                s.output_size().unwrap(),
+                s.map_size()
+            ),
+            (36, (4, 8), (256, 512), (256, 512))
+        );
         assert_eq!(a.parse_norm_g().unwrap(), (true, NormKind::Batch, 3));
-        assert!(SpadeConfig { norm_g: "spadegroup3x3".into(), ..a.clone() }.parse_norm_g().is_err());
-        assert_eq!((py_round(0.5), py_round(1.5), py_round(2.5), py_round(2.6)), (0, 2, 2, 3));
+        assert!(
+            SpadeConfig {
+                norm_g: "spadegroup3x3".into(),
+                ..a.clone()
+            }
+            .parse_norm_g()
+            .is_err()
+        );
+        assert_eq!(
+            (py_round(0.5), py_round(1.5), py_round(2.5), py_round(2.6)),
+            (0, 2, 2, 3)
+        );
     }
 }

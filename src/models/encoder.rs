@@ -15,8 +15,14 @@ pub fn expected_tensors(cfg: &SpadeConfig, layers: Option<usize>) -> Vec<(String
     let ndf = cfg.ngf;
     let layers = layers.unwrap_or(if cfg.crop_size >= 256 { 6 } else { 5 });
     let chans = [3, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 8 * ndf, 8 * ndf];
-    let mut v: Vec<(String, Vec<usize>)> =
-        (1..=layers).map(|k| (format!("netE.layer{k}.0.weight"), vec![chans[k], chans[k - 1], 3, 3])).collect();
+    let mut v: Vec<(String, Vec<usize>)> = (1..=layers)
+        .map(|k| {
+            (
+                format!("netE.layer{k}.0.weight"),
+                vec![chans[k], chans[k - 1], 3, 3],
+            )
+        })
+        .collect();
     for fc in ["fc_mu", "fc_var"] {
         v.push((format!("netE.{fc}.weight"), vec![ZW, 8 * ndf * 4 * 4]));
         v.push((format!("netE.{fc}.bias"), vec![ZW]));
@@ -33,7 +39,10 @@ pub struct ConvEncoder {
 impl ConvEncoder {
     pub fn load(l: &Loader, cfg: &SpadeConfig) -> Result<ConvEncoder> {
         if cfg.z_dim != ZW {
-            bail!("the style encoder outputs {ZW} values but z_dim is {}", cfg.z_dim);
+            bail!(
+                "the style encoder outputs {ZW} values but z_dim is {}",
+                cfg.z_dim
+            );
         }
         let mut layers = Vec::new();
         for (name, shape) in expected_tensors(cfg, None) {
@@ -45,7 +54,11 @@ impl ConvEncoder {
             }
         }
         let fin = 8 * cfg.ngf * 16;
-        Ok(ConvEncoder { layers, fc_mu: l.linear("netE.fc_mu", [ZW, fin])?, fc_var: l.linear("netE.fc_var", [ZW, fin])? })
+        Ok(ConvEncoder {
+            layers,
+            fc_mu: l.linear("netE.fc_mu", [ZW, fin])?,
+            fc_var: l.linear("netE.fc_var", [ZW, fin])?,
+        })
     }
 
     /// x: [1, 3, 256, 256] in [-1, 1] → (mu, logvar), each [1, 256].
@@ -61,7 +74,10 @@ impl ConvEncoder {
         let x = ops::leaky_relu(&x, LRELU)?;
         let flat = x.numel() / n;
         if flat != self.fc_mu.fin {
-            bail!("style encoder: flattened features {flat} != fc_mu input {} (NVlabs needs crop_size ≥ 256)", self.fc_mu.fin);
+            bail!(
+                "style encoder: flattened features {flat} != fc_mu input {} (NVlabs needs crop_size ≥ 256)",
+                self.fc_mu.fin
+            );
         }
         let x = x.reshape(&[n, flat])?;
         Ok((self.fc_mu.forward(&x)?, self.fc_var.forward(&x)?))

@@ -21,9 +21,20 @@ pub struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    pub fn conv(&self, name: &str, shape: [usize; 4], bias: bool, stride: usize, pad: usize) -> Result<Conv2d> {
+    pub fn conv(
+        &self,
+        name: &str,
+        shape: [usize; 4],
+        bias: bool,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Conv2d> {
         let w = self.store.get(&format!("{name}.weight"), &shape)?;
-        let b = if bias { Some(self.store.get(&format!("{name}.bias"), &shape[..1])?) } else { None };
+        let b = if bias {
+            Some(self.store.get(&format!("{name}.bias"), &shape[..1])?)
+        } else {
+            None
+        };
         Conv2d::new(self.device, w, shape, b, stride, pad)
     }
     pub fn linear(&self, name: &str, shape: [usize; 2]) -> Result<Linear> {
@@ -67,8 +78,18 @@ pub fn expected_tensors(cfg: &SpadeConfig) -> Result<Vec<(String, Vec<usize>)>> 
                 v.push((format!("{p}.param_free_norm.running_mean"), vec![c]));
                 v.push((format!("{p}.param_free_norm.running_var"), vec![c]));
             }
-            conv(&mut v, &format!("{p}.mlp_shared.0"), [NHIDDEN, snc, ks, ks], true);
-            conv(&mut v, &format!("{p}.mlp_gamma"), [c, NHIDDEN, ks, ks], true);
+            conv(
+                &mut v,
+                &format!("{p}.mlp_shared.0"),
+                [NHIDDEN, snc, ks, ks],
+                true,
+            );
+            conv(
+                &mut v,
+                &format!("{p}.mlp_gamma"),
+                [c, NHIDDEN, ks, ks],
+                true,
+            );
             conv(&mut v, &format!("{p}.mlp_beta"), [c, NHIDDEN, ks, ks], true);
         }
     }
@@ -95,19 +116,38 @@ impl Spade {
         let param_free_norm = match norm {
             NormKind::Batch => ParamFreeNorm::batch(
                 l.device,
-                l.store.get(&format!("{prefix}.param_free_norm.running_mean"), &[c])?,
-                l.store.get(&format!("{prefix}.param_free_norm.running_var"), &[c])?,
+                l.store
+                    .get(&format!("{prefix}.param_free_norm.running_mean"), &[c])?,
+                l.store
+                    .get(&format!("{prefix}.param_free_norm.running_var"), &[c])?,
             )?,
             NormKind::Instance => ParamFreeNorm::Instance,
         };
-        let mlp_shared = l.conv(&format!("{prefix}.mlp_shared.0"), [NHIDDEN, cfg.semantic_nc(), ks, ks], true, 1, pad)?;
+        let mlp_shared = l.conv(
+            &format!("{prefix}.mlp_shared.0"),
+            [NHIDDEN, cfg.semantic_nc(), ks, ks],
+            true,
+            1,
+            pad,
+        )?;
         let shape = [c, NHIDDEN, ks, ks];
         let gw = l.store.get(&format!("{prefix}.mlp_gamma.weight"), &shape)?;
         let gb = l.store.get(&format!("{prefix}.mlp_gamma.bias"), &[c])?;
         let bw = l.store.get(&format!("{prefix}.mlp_beta.weight"), &shape)?;
         let bb = l.store.get(&format!("{prefix}.mlp_beta.bias"), &[c])?;
-        let mlp_gamma_beta = Conv2d::new(l.device, &[gw, bw].concat(), [2 * c, NHIDDEN, ks, ks], Some(&[gb, bb].concat()), 1, pad)?;
-        Ok(Spade { param_free_norm, mlp_shared, mlp_gamma_beta })
+        let mlp_gamma_beta = Conv2d::new(
+            l.device,
+            &[gw, bw].concat(),
+            [2 * c, NHIDDEN, ks, ks],
+            Some(&[gb, bb].concat()),
+            1,
+            pad,
+        )?;
+        Ok(Spade {
+            param_free_norm,
+            mlp_shared,
+            mlp_gamma_beta,
+        })
     }
 
     /// `seg` must already be at x's resolution (see [`SegPyramid`]). `act` fuses a leaky-ReLU.
@@ -136,10 +176,18 @@ impl SpadeResnetBlock {
         Ok(SpadeResnetBlock {
             conv_0: l.conv(&format!("{name}.conv_0"), [fmid, fin, 3, 3], true, 1, 1)?,
             conv_1: l.conv(&format!("{name}.conv_1"), [fout, fmid, 3, 3], true, 1, 1)?,
-            conv_s: if learned { Some(l.conv(&format!("{name}.conv_s"), [fout, fin, 1, 1], false, 1, 0)?) } else { None },
+            conv_s: if learned {
+                Some(l.conv(&format!("{name}.conv_s"), [fout, fin, 1, 1], false, 1, 0)?)
+            } else {
+                None
+            },
             norm_0: Spade::load(l, &format!("{name}.norm_0"), fin, cfg)?,
             norm_1: Spade::load(l, &format!("{name}.norm_1"), fmid, cfg)?,
-            norm_s: if learned { Some(Spade::load(l, &format!("{name}.norm_s"), fin, cfg)?) } else { None },
+            norm_s: if learned {
+                Some(Spade::load(l, &format!("{name}.norm_s"), fin, cfg)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -149,8 +197,12 @@ impl SpadeResnetBlock {
             (Some(conv_s), Some(norm_s)) => Some(conv_s.forward(&norm_s.forward(x, seg, None)?)?),
             _ => None,
         };
-        let dx = self.conv_0.forward(&self.norm_0.forward(x, seg, Some(LRELU))?)?;
-        let dx = self.conv_1.forward(&self.norm_1.forward(&dx, seg, Some(LRELU))?)?;
+        let dx = self
+            .conv_0
+            .forward(&self.norm_0.forward(x, seg, Some(LRELU))?)?;
+        let dx = self
+            .conv_1
+            .forward(&self.norm_1.forward(&dx, seg, Some(LRELU))?)?;
         ops::add(x_s.as_ref().unwrap_or(x), &dx)
     }
 }
@@ -174,7 +226,10 @@ impl SegPyramid {
         let mut levels = Vec::new();
         for &(sh, sw) in sizes {
             if (sh, sw) != (h, w) && !levels.iter().any(|(s, _)| *s == (sh, sw)) {
-                levels.push(((sh, sw), ops::resize_nearest(&seg, sh, sw, NearestRule::Torch)?));
+                levels.push((
+                    (sh, sw),
+                    ops::resize_nearest(&seg, sh, sw, NearestRule::Torch)?,
+                ));
             }
         }
         levels.push(((h, w), seg));
@@ -182,7 +237,11 @@ impl SegPyramid {
     }
     pub fn at(&self, x: &Tensor) -> Result<&Tensor> {
         let (_, _, h, w) = x.nchw()?;
-        self.levels.iter().find(|(s, _)| *s == (h, w)).map(|(_, t)| t).ok_or_else(|| anyhow::anyhow!("no map level {h}x{w}"))
+        self.levels
+            .iter()
+            .find(|(s, _)| *s == (h, w))
+            .map(|(_, t)| t)
+            .ok_or_else(|| anyhow::anyhow!("no map level {h}x{w}"))
     }
 }
 
@@ -206,7 +265,11 @@ impl SpadeGenerator {
             store.get(name, shape)?;
         }
         let names: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-        let extra: Vec<&String> = store.tensors.keys().filter(|k| !names.contains(k.as_str())).collect();
+        let extra: Vec<&String> = store
+            .tensors
+            .keys()
+            .filter(|k| !names.contains(k.as_str()))
+            .collect();
         if !extra.is_empty() {
             bail!(
                 "{}: {} unexpected tensor(s) for this config, e.g. {:?}; check the flags (--num-upsampling-layers, --norm-g, --use-vae)",
@@ -230,14 +293,24 @@ impl SpadeGenerator {
             Fc::Conv(l.conv("fc", [16 * nf, cfg.semantic_nc(), 3, 3], true, 1, 1)?)
         };
         let blocks = cfg.blocks()?;
-        let mut it = blocks.iter().map(|(n, fin, fout)| SpadeResnetBlock::load(&l, n, *fin, *fout, cfg));
+        let mut it = blocks
+            .iter()
+            .map(|(n, fin, fout)| SpadeResnetBlock::load(&l, n, *fin, *fout, cfg));
         let head_0 = it.next().unwrap()?;
         let g_middle_0 = it.next().unwrap()?;
         let g_middle_1 = it.next().unwrap()?;
         let ups = it.collect::<Result<Vec<_>>>()?;
         let last = if cfg.num_up()? == 7 { nf / 2 } else { nf };
         let conv_img = l.conv("conv_img", [3, last, 3, 3], true, 1, 1)?;
-        Ok(SpadeGenerator { cfg: cfg.clone(), fc, head_0, G_middle_0: g_middle_0, G_middle_1: g_middle_1, ups, conv_img })
+        Ok(SpadeGenerator {
+            cfg: cfg.clone(),
+            fc,
+            head_0,
+            G_middle_0: g_middle_0,
+            G_middle_1: g_middle_1,
+            ups,
+            conv_img,
+        })
     }
 
     /// seg: [1, semantic_nc, H, W] (see [`crate::io::labels`]); z: [1, z_dim] in VAE mode.
@@ -245,12 +318,19 @@ impl SpadeGenerator {
     pub fn forward(&self, seg: Tensor, z: Option<&Tensor>) -> Result<Tensor> {
         let (n, c, _, _) = seg.nchw()?;
         if c != self.cfg.semantic_nc() {
-            bail!("the map has {c} channels but the model takes {}", self.cfg.semantic_nc());
+            bail!(
+                "the map has {c} channels but the model takes {}",
+                self.cfg.semantic_nc()
+            );
         }
         let (sh, sw) = self.cfg.first_size()?;
         let nup = self.cfg.num_up()?;
         let mut sizes = vec![(sh, sw), (2 * sh, 2 * sw)];
-        let mut s = if nup >= 6 { (4 * sh, 4 * sw) } else { (2 * sh, 2 * sw) };
+        let mut s = if nup >= 6 {
+            (4 * sh, 4 * sw)
+        } else {
+            (2 * sh, 2 * sw)
+        };
         sizes.push(s);
         for _ in 0..self.ups.len() {
             s = (2 * s.0, 2 * s.1);
@@ -261,7 +341,9 @@ impl SpadeGenerator {
         let mut x = match &self.fc {
             Fc::Conv(fc) => fc.forward(seg.at_size(sh, sw)?)?,
             Fc::Linear(fc) => {
-                let Some(z) = z else { bail!("this VAE generator needs a z (--seed, --z or --style)") };
+                let Some(z) = z else {
+                    bail!("this VAE generator needs a z (--seed, --z or --style)")
+                };
                 fc.forward(z)?.reshape(&[n, 16 * self.cfg.ngf, sh, sw])?
             }
         };
@@ -283,6 +365,10 @@ impl SpadeGenerator {
 
 impl SegPyramid {
     pub fn at_size(&self, h: usize, w: usize) -> Result<&Tensor> {
-        self.levels.iter().find(|(s, _)| *s == (h, w)).map(|(_, t)| t).ok_or_else(|| anyhow::anyhow!("no map level {h}x{w}"))
+        self.levels
+            .iter()
+            .find(|(s, _)| *s == (h, w))
+            .map(|(_, t)| t)
+            .ok_or_else(|| anyhow::anyhow!("no map level {h}x{w}"))
     }
 }

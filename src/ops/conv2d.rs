@@ -29,10 +29,22 @@ pub fn out_size(input: usize, k: usize, stride: usize, pad: usize) -> Option<usi
 
 impl Conv2d {
     /// `weight` is OIHW with `shape = [cout, cin, kh, kw]`; `bias` has `cout` values.
-    pub fn new(device: &Device, weight: &[f32], shape: [usize; 4], bias: Option<&[f32]>, stride: usize, pad: usize) -> Result<Conv2d> {
+    pub fn new(
+        device: &Device,
+        weight: &[f32],
+        shape: [usize; 4],
+        bias: Option<&[f32]>,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Conv2d> {
         let [cout, cin, kh, kw] = shape;
         if weight.len() != cout * cin * kh * kw {
-            bail!("conv2d weight has {} values, shape {:?} needs {}", weight.len(), shape, cout * cin * kh * kw);
+            bail!(
+                "conv2d weight has {} values, shape {:?} needs {}",
+                weight.len(),
+                shape,
+                cout * cin * kh * kw
+            );
         }
         if let Some(b) = bias
             && b.len() != cout
@@ -43,7 +55,10 @@ impl Conv2d {
             bail!("conv2d stride must be ≥ 1");
         }
         let (weight, bias) = match device {
-            Device::Cpu => (Tensor::cpu(shape.to_vec(), weight.to_vec()), bias.map(|b| Tensor::cpu(vec![cout], b.to_vec()))),
+            Device::Cpu => (
+                Tensor::cpu(shape.to_vec(), weight.to_vec()),
+                bias.map(|b| Tensor::cpu(vec![cout], b.to_vec())),
+            ),
             Device::Gpu(_) => {
                 let cout4 = cout.div_ceil(4);
                 let k = cin * kh * kw;
@@ -67,16 +82,39 @@ impl Conv2d {
                 )
             }
         };
-        Ok(Conv2d { cout, cin, kh, kw, stride, pad, weight, bias })
+        Ok(Conv2d {
+            cout,
+            cin,
+            kh,
+            kw,
+            stride,
+            pad,
+            weight,
+            bias,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = x.nchw()?;
         if c != self.cin {
-            bail!("conv2d expects {} input channels, got {} (input shape {:?})", self.cin, c, x.shape());
+            bail!(
+                "conv2d expects {} input channels, got {} (input shape {:?})",
+                self.cin,
+                c,
+                x.shape()
+            );
         }
-        let (Some(oh), Some(ow)) = (out_size(h, self.kh, self.stride, self.pad), out_size(w, self.kw, self.stride, self.pad)) else {
-            bail!("conv2d kernel {}x{} larger than padded input {}x{}", self.kh, self.kw, h, w);
+        let (Some(oh), Some(ow)) = (
+            out_size(h, self.kh, self.stride, self.pad),
+            out_size(w, self.kw, self.stride, self.pad),
+        ) else {
+            bail!(
+                "conv2d kernel {}x{} larger than padded input {}x{}",
+                self.kh,
+                self.kw,
+                h,
+                w
+            );
         };
         match x.device() {
             Device::Cpu => {
@@ -98,14 +136,43 @@ impl Conv2d {
                 let y = gpu_empty(&ctx, &[n, self.cout, oh, ow])?;
                 let cout4 = self.cout.div_ceil(4);
                 let npix = oh * ow;
-                let bias_buf = self.bias.as_ref().map(|b| b.buf()).unwrap_or(self.weight.buf());
+                let bias_buf = self
+                    .bias
+                    .as_ref()
+                    .map(|b| b.buf())
+                    .unwrap_or(self.weight.buf());
                 let params = [
-                    n, c, h, w, self.cout, oh, ow, cout4, self.kh, self.kw, self.stride, self.pad,
-                    self.bias.is_some() as usize, 0, 0, 0,
+                    n,
+                    c,
+                    h,
+                    w,
+                    self.cout,
+                    oh,
+                    ow,
+                    cout4,
+                    self.kh,
+                    self.kw,
+                    self.stride,
+                    self.pad,
+                    self.bias.is_some() as usize,
+                    0,
+                    0,
+                    0,
                 ]
                 .map(|v| v as u32);
-                let groups = [cout4.div_ceil(8) as u32, npix.div_ceil(4).div_ceil(8) as u32, n as u32];
-                ctx.dispatch("conv2d.wgsl", "main", &[x.buf(), self.weight.buf(), bias_buf], y.buf(), &params, groups)?;
+                let groups = [
+                    cout4.div_ceil(8) as u32,
+                    npix.div_ceil(4).div_ceil(8) as u32,
+                    n as u32,
+                ];
+                ctx.dispatch(
+                    "conv2d.wgsl",
+                    "main",
+                    &[x.buf(), self.weight.buf(), bias_buf],
+                    y.buf(),
+                    &params,
+                    groups,
+                )?;
                 Ok(y)
             }
         }
@@ -135,11 +202,31 @@ pub fn conv2d_cpu(
         let xb = &x[b * cin * h * w..(b + 1) * cin * h * w];
         let ob = &mut out[b * cout * npix..(b + 1) * cout * npix];
         if let Some(bias) = bias {
-            ob.par_chunks_mut(npix).zip(bias.par_iter()).for_each(|(row, &bv)| row.fill(bv));
+            ob.par_chunks_mut(npix)
+                .zip(bias.par_iter())
+                .for_each(|(row, &bv)| row.fill(bv));
         }
-        let lhs = MatRef { data: weight, rs: k as isize, cs: 1 };
+        let lhs = MatRef {
+            data: weight,
+            rs: k as isize,
+            cs: 1,
+        };
         if kh == 1 && kw == 1 && stride == 1 && pad == 0 {
-            sgemm(cout, npix, k, ob, npix, bias.is_some(), lhs, MatRef { data: xb, rs: npix as isize, cs: 1 }, threads);
+            sgemm(
+                cout,
+                npix,
+                k,
+                ob,
+                npix,
+                bias.is_some(),
+                lhs,
+                MatRef {
+                    data: xb,
+                    rs: npix as isize,
+                    cs: 1,
+                },
+                threads,
+            );
             continue;
         }
         let rows_per_band = (IM2COL_BAND_FLOATS / (k * ow).max(1)).clamp(1, oh);
@@ -163,12 +250,30 @@ pub fn conv2d_cpu(
                     let src = &plane[iy as usize * w..(iy as usize + 1) * w];
                     for (ox, dv) in d.iter_mut().enumerate() {
                         let ix = (ox * stride + kx) as isize - pad as isize;
-                        *dv = if ix >= 0 && ix < w as isize { src[ix as usize] } else { 0.0 };
+                        *dv = if ix >= 0 && ix < w as isize {
+                            src[ix as usize]
+                        } else {
+                            0.0
+                        };
                     }
                 }
             });
             let dst = &mut ob[oy0 * ow..];
-            sgemm(cout, bp, k, dst, npix, bias.is_some(), lhs, MatRef { data: col, rs: bp as isize, cs: 1 }, threads);
+            sgemm(
+                cout,
+                bp,
+                k,
+                dst,
+                npix,
+                bias.is_some(),
+                lhs,
+                MatRef {
+                    data: col,
+                    rs: bp as isize,
+                    cs: 1,
+                },
+                threads,
+            );
         }
     }
     out
@@ -199,7 +304,8 @@ pub fn conv2d_naive(
                                 let iy = (oy * stride + ky) as isize - pad as isize;
                                 let ix = (ox * stride + kx) as isize - pad as isize;
                                 if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                                    s += x[((b * cin + ci) * h + iy as usize) * w + ix as usize] as f64
+                                    s += x[((b * cin + ci) * h + iy as usize) * w + ix as usize]
+                                        as f64
                                         * weight[((co * cin + ci) * kh + ky) * kw + kx] as f64;
                                 }
                             }

@@ -32,7 +32,12 @@ impl Unary {
 pub fn unary(x: &Tensor, op: Unary) -> Result<Tensor> {
     match x.device() {
         Device::Cpu => {
-            let out: Vec<f32> = x.host().par_iter().with_min_len(1 << 14).map(|&v| op.apply(v)).collect();
+            let out: Vec<f32> = x
+                .host()
+                .par_iter()
+                .with_min_len(1 << 14)
+                .map(|&v| op.apply(v))
+                .collect();
             Ok(Tensor::cpu(x.shape().to_vec(), out))
         }
         Device::Gpu(ctx) => {
@@ -73,13 +78,26 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
     match same_device(&[a, b])? {
         Device::Cpu => {
-            let out: Vec<f32> = a.host().par_iter().zip(b.host().par_iter()).with_min_len(1 << 14).map(|(x, y)| x + y).collect();
+            let out: Vec<f32> = a
+                .host()
+                .par_iter()
+                .zip(b.host().par_iter())
+                .with_min_len(1 << 14)
+                .map(|(x, y)| x + y)
+                .collect();
             Ok(Tensor::cpu(a.shape().to_vec(), out))
         }
         Device::Gpu(ctx) => {
             let y = gpu_empty(&ctx, a.shape())?;
             let n = a.numel();
-            ctx.dispatch("elementwise.wgsl", "add", &[a.buf(), b.buf()], y.buf(), &[n as u32, 0, 0, 0], groups_1d(n, 256))?;
+            ctx.dispatch(
+                "elementwise.wgsl",
+                "add",
+                &[a.buf(), b.buf()],
+                y.buf(),
+                &[n as u32, 0, 0, 0],
+                groups_1d(n, 256),
+            )?;
             Ok(y)
         }
     }

@@ -28,10 +28,17 @@ pub fn fold_running_stats(mean: &[f32], var: &[f32], eps: f32) -> Vec<f32> {
 impl ParamFreeNorm {
     pub fn batch(device: &Device, mean: &[f32], var: &[f32]) -> Result<ParamFreeNorm> {
         if mean.len() != var.len() {
-            bail!("running_mean has {} values but running_var has {}", mean.len(), var.len());
+            bail!(
+                "running_mean has {} values but running_var has {}",
+                mean.len(),
+                var.len()
+            );
         }
         let stats = fold_running_stats(mean, var, EPS);
-        Ok(ParamFreeNorm::Batch { channels: mean.len(), stats: Tensor::from_vec(device, &[2 * mean.len()], stats)? })
+        Ok(ParamFreeNorm::Batch {
+            channels: mean.len(),
+            stats: Tensor::from_vec(device, &[2 * mean.len()], stats)?,
+        })
     }
 
     /// (scale ++ shift, per_sample) for input `x`: the running statistics, or the instance
@@ -59,7 +66,10 @@ impl ParamFreeNorm {
     /// The normalised tensor alone (the SPADE path fuses this into [`super::modulate`]).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (own, per_sample) = self.stats(x)?;
-        let stats = own.as_ref().or(self.folded()).expect("either folded or computed");
+        let stats = own
+            .as_ref()
+            .or(self.folded())
+            .expect("either folded or computed");
         channel_affine(x, stats, per_sample)
     }
 }
@@ -74,13 +84,27 @@ pub fn instance_stats(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = x.nchw()?;
     let hw = h * w;
     match x.device() {
-        Device::Cpu => Ok(Tensor::cpu(vec![2 * n * c], instance_stats_cpu(x.host(), n * c, hw))),
+        Device::Cpu => Ok(Tensor::cpu(
+            vec![2 * n * c],
+            instance_stats_cpu(x.host(), n * c, hw),
+        )),
         Device::Gpu(ctx) => {
             let out = gpu_empty(&ctx, &[2 * n * c])?;
             let planes = n * c;
-            let groups = if planes <= 65535 { [planes as u32, 1, 1] } else { [65535, planes.div_ceil(65535) as u32, 1] };
+            let groups = if planes <= 65535 {
+                [planes as u32, 1, 1]
+            } else {
+                [65535, planes.div_ceil(65535) as u32, 1]
+            };
             let params = [n as u32, c as u32, hw as u32, 1, EPS.to_bits(), 0, 0, 0];
-            ctx.dispatch("norm.wgsl", "instance_stats", &[x.buf(), x.buf()], out.buf(), &params, groups)?;
+            ctx.dispatch(
+                "norm.wgsl",
+                "instance_stats",
+                &[x.buf(), x.buf()],
+                out.buf(),
+                &params,
+                groups,
+            )?;
             Ok(out)
         }
     }
@@ -98,7 +122,10 @@ pub fn instance_stats_cpu(x: &[f32], planes: usize, hw: usize) -> Vec<f32> {
             (scale, -(mean as f32) * scale)
         })
         .collect();
-    st.iter().map(|s| s.0).chain(st.iter().map(|s| s.1)).collect()
+    st.iter()
+        .map(|s| s.0)
+        .chain(st.iter().map(|s| s.1))
+        .collect()
 }
 
 /// y = fma(x, scale[k], shift[k]), k = c (per channel) or n*C + c (per sample).
@@ -107,25 +134,48 @@ pub fn channel_affine(x: &Tensor, stats: &Tensor, per_sample: bool) -> Result<Te
     let hw = h * w;
     let k = if per_sample { n * c } else { c };
     if stats.numel() != 2 * k {
-        bail!("norm statistics have {} values, expected {}", stats.numel(), 2 * k);
+        bail!(
+            "norm statistics have {} values, expected {}",
+            stats.numel(),
+            2 * k
+        );
     }
     match x.device() {
         Device::Cpu => {
             let s = stats.host();
             let mut out = vec![0f32; x.numel()];
-            out.par_chunks_mut(hw).zip(x.host().par_chunks(hw)).enumerate().for_each(|(nc, (o, xi))| {
-                let kk = if per_sample { nc } else { nc % c };
-                let (sc, sh) = (s[kk], s[k + kk]);
-                for (ov, &xv) in o.iter_mut().zip(xi) {
-                    *ov = xv.mul_add(sc, sh);
-                }
-            });
+            out.par_chunks_mut(hw)
+                .zip(x.host().par_chunks(hw))
+                .enumerate()
+                .for_each(|(nc, (o, xi))| {
+                    let kk = if per_sample { nc } else { nc % c };
+                    let (sc, sh) = (s[kk], s[k + kk]);
+                    for (ov, &xv) in o.iter_mut().zip(xi) {
+                        *ov = xv.mul_add(sc, sh);
+                    }
+                });
             Ok(Tensor::cpu(x.shape().to_vec(), out))
         }
         Device::Gpu(ctx) => {
             let y = gpu_empty(&ctx, x.shape())?;
-            let params = [n as u32, c as u32, hw as u32, per_sample as u32, EPS.to_bits(), 0, 0, 0];
-            ctx.dispatch("norm.wgsl", "channel_affine", &[x.buf(), stats.buf()], y.buf(), &params, groups_1d(x.numel(), 256))?;
+            let params = [
+                n as u32,
+                c as u32,
+                hw as u32,
+                per_sample as u32,
+                EPS.to_bits(),
+                0,
+                0,
+                0,
+            ];
+            ctx.dispatch(
+                "norm.wgsl",
+                "channel_affine",
+                &[x.buf(), stats.buf()],
+                y.buf(),
+                &params,
+                groups_1d(x.numel(), 256),
+            )?;
             Ok(y)
         }
     }

@@ -31,11 +31,31 @@ pub fn resize_nearest(x: &Tensor, oh: usize, ow: usize, rule: NearestRule) -> Re
         bail!("cannot resize {h}x{w} to {oh}x{ow}");
     }
     match x.device() {
-        Device::Cpu => Ok(Tensor::cpu(vec![n, c, oh, ow], resize_nearest_cpu(x.host(), n * c, [h, w], [oh, ow], rule))),
+        Device::Cpu => Ok(Tensor::cpu(
+            vec![n, c, oh, ow],
+            resize_nearest_cpu(x.host(), n * c, [h, w], [oh, ow], rule),
+        )),
         Device::Gpu(ctx) => {
             let y = gpu_empty(&ctx, &[n, c, oh, ow])?;
-            let params = [n * c, h, w, oh, ow, (rule == NearestRule::Pil) as usize, 0, 0].map(|v| v as u32);
-            ctx.dispatch("resize.wgsl", "nearest", &[x.buf()], y.buf(), &params, groups_1d(y.numel(), 256))?;
+            let params = [
+                n * c,
+                h,
+                w,
+                oh,
+                ow,
+                (rule == NearestRule::Pil) as usize,
+                0,
+                0,
+            ]
+            .map(|v| v as u32);
+            ctx.dispatch(
+                "resize.wgsl",
+                "nearest",
+                &[x.buf()],
+                y.buf(),
+                &params,
+                groups_1d(y.numel(), 256),
+            )?;
             Ok(y)
         }
     }
@@ -48,7 +68,13 @@ pub fn upsample2x(x: &Tensor) -> Result<Tensor> {
 }
 
 /// CPU twin, generic over the element type (also used for u8/u16 label images).
-pub fn resize_nearest_cpu<T: Copy + Send + Sync>(x: &[T], planes: usize, [h, w]: [usize; 2], [oh, ow]: [usize; 2], rule: NearestRule) -> Vec<T> {
+pub fn resize_nearest_cpu<T: Copy + Send + Sync>(
+    x: &[T],
+    planes: usize,
+    [h, w]: [usize; 2],
+    [oh, ow]: [usize; 2],
+    rule: NearestRule,
+) -> Vec<T> {
     let sy: Vec<usize> = (0..oh).map(|d| rule.src(d, h, oh)).collect();
     let sx: Vec<usize> = (0..ow).map(|d| rule.src(d, w, ow)).collect();
     let mut out = Vec::with_capacity(planes * oh * ow);

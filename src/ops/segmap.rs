@@ -7,16 +7,35 @@ use anyhow::{Result, bail};
 
 /// Builds `[1, channels, h, w]`: channels `0..classes` one-hot from `labels`, and when `instance`
 /// is given, its edge map in the last channel (`channels == classes + 1`).
-pub fn seg_input(device: &Device, labels: &[u32], instance: Option<&[u32]>, h: usize, w: usize, classes: usize, channels: usize) -> Result<Tensor> {
+pub fn seg_input(
+    device: &Device,
+    labels: &[u32],
+    instance: Option<&[u32]>,
+    h: usize,
+    w: usize,
+    classes: usize,
+    channels: usize,
+) -> Result<Tensor> {
     if labels.len() != h * w {
         bail!("label map has {} pixels, expected {h}x{w}", labels.len());
     }
     let want = classes + instance.is_some() as usize;
     if channels != want {
-        bail!("seg_input: {channels} channels requested but {classes} classes + {} edge channel", instance.is_some() as usize);
+        bail!(
+            "seg_input: {channels} channels requested but {classes} classes + {} edge channel",
+            instance.is_some() as usize
+        );
     }
-    if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
-        bail!("label id {l} at pixel (x={}, y={}) is not < the model's {classes} label channels", i % w, i / w);
+    if let Some((i, &l)) = labels
+        .iter()
+        .enumerate()
+        .find(|&(_, &l)| l as usize >= classes)
+    {
+        bail!(
+            "label id {l} at pixel (x={}, y={}) is not < the model's {classes} label channels",
+            i % w,
+            i / w
+        );
     }
     if let Some(inst) = instance
         && inst.len() != h * w
@@ -35,10 +54,24 @@ pub fn seg_input(device: &Device, labels: &[u32], instance: Option<&[u32]>, h: u
             let out = gpu_empty(ctx, &[1, channels, h, w])?;
             let ids = ctx.upload_bytes(bytemuck::cast_slice(labels))?;
             let params = [h as u32, w as u32, classes as u32, classes as u32];
-            ctx.dispatch("segmap.wgsl", "one_hot", &[ids.buffer()], out.buf(), &params, groups_1d(h * w * classes, 256))?;
+            ctx.dispatch(
+                "segmap.wgsl",
+                "one_hot",
+                &[ids.buffer()],
+                out.buf(),
+                &params,
+                groups_1d(h * w * classes, 256),
+            )?;
             if let Some(inst) = instance {
                 let ids = ctx.upload_bytes(bytemuck::cast_slice(inst))?;
-                ctx.dispatch("segmap.wgsl", "edges", &[ids.buffer()], out.buf(), &params, groups_1d(h * w, 256))?;
+                ctx.dispatch(
+                    "segmap.wgsl",
+                    "edges",
+                    &[ids.buffer()],
+                    out.buf(),
+                    &params,
+                    groups_1d(h * w, 256),
+                )?;
             }
             Ok(out)
         }

@@ -9,13 +9,26 @@ use rayon::prelude::*;
 
 /// `gb` holds gamma (channels 0..C) then beta (channels C..2C), as produced by one conv with
 /// 2C outputs (mlp_gamma and mlp_beta stacked). `slope` applies leaky-ReLU when given.
-pub fn modulate(x: &Tensor, norm: &ParamFreeNorm, gb: &Tensor, slope: Option<f32>) -> Result<Tensor> {
+pub fn modulate(
+    x: &Tensor,
+    norm: &ParamFreeNorm,
+    gb: &Tensor,
+    slope: Option<f32>,
+) -> Result<Tensor> {
     let (n, c, h, w) = x.nchw()?;
     if gb.shape() != [n, 2 * c, h, w] {
-        bail!("SPADE modulation: gamma/beta shape {:?} does not match input {:?} (expected [{n}, {}, {h}, {w}])", gb.shape(), x.shape(), 2 * c);
+        bail!(
+            "SPADE modulation: gamma/beta shape {:?} does not match input {:?} (expected [{n}, {}, {h}, {w}])",
+            gb.shape(),
+            x.shape(),
+            2 * c
+        );
     }
     let (own, per_sample) = norm.stats(x)?;
-    let stats = own.as_ref().or(norm.folded()).expect("either folded or computed");
+    let stats = own
+        .as_ref()
+        .or(norm.folded())
+        .expect("either folded or computed");
     let hw = h * w;
     match same_device(&[x, gb, stats])? {
         Device::Cpu => {
@@ -45,8 +58,24 @@ pub fn modulate(x: &Tensor, norm: &ParamFreeNorm, gb: &Tensor, slope: Option<f32
         }
         Device::Gpu(ctx) => {
             let y = gpu_empty(&ctx, x.shape())?;
-            let params = [n as u32, c as u32, hw as u32, per_sample as u32, slope.is_some() as u32, slope.unwrap_or(0.0).to_bits(), 0, 0];
-            ctx.dispatch("spade.wgsl", "modulate", &[x.buf(), stats.buf(), gb.buf()], y.buf(), &params, groups_1d(x.numel(), 256))?;
+            let params = [
+                n as u32,
+                c as u32,
+                hw as u32,
+                per_sample as u32,
+                slope.is_some() as u32,
+                slope.unwrap_or(0.0).to_bits(),
+                0,
+                0,
+            ];
+            ctx.dispatch(
+                "spade.wgsl",
+                "modulate",
+                &[x.buf(), stats.buf(), gb.buf()],
+                y.buf(),
+                &params,
+                groups_1d(x.numel(), 256),
+            )?;
             Ok(y)
         }
     }

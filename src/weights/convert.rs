@@ -20,19 +20,34 @@ fn read_checkpoint(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>
     let mut out = BTreeMap::new();
     for (name, t) in entries {
         let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
-        let RawTensor { dtype, ref shape, .. } = t;
+        let RawTensor {
+            dtype, ref shape, ..
+        } = t;
         let is_float = matches!(dtype.name(), "float32" | "float64" | "float16" | "bfloat16");
-        let vals = if is_float { t.to_f32().with_context(|| format!("{}: tensor '{name}'", path.display()))? } else { vec![] };
+        let vals = if is_float {
+            t.to_f32()
+                .with_context(|| format!("{}: tensor '{name}'", path.display()))?
+        } else {
+            vec![]
+        };
         out.insert(name, (shape.clone(), vals, is_float));
     }
     Ok(out)
 }
 
 /// Folds spectral norm and drops buffers that inference does not use. Returns folded tensors.
-fn fold(path: &Path, raw: BTreeMap<String, (Vec<usize>, Vec<f32>, bool)>, prefix: &str, out: &mut WeightStore) -> Result<()> {
+fn fold(
+    path: &Path,
+    raw: BTreeMap<String, (Vec<usize>, Vec<f32>, bool)>,
+    prefix: &str,
+    out: &mut WeightStore,
+) -> Result<()> {
     let src = path.display().to_string();
     for (name, (shape, vals, is_float)) in &raw {
-        if name.ends_with("num_batches_tracked") || name.ends_with(".weight_u") || name.ends_with(".weight_v") {
+        if name.ends_with("num_batches_tracked")
+            || name.ends_with(".weight_u")
+            || name.ends_with(".weight_v")
+        {
             continue;
         }
         if let Some(stem) = name.strip_suffix(".weight_orig") {
@@ -43,22 +58,37 @@ fn fold(path: &Path, raw: BTreeMap<String, (Vec<usize>, Vec<f32>, bool)>, prefix
                     let rows = shape.first().copied().unwrap_or(0);
                     let cols = if rows == 0 { 0 } else { vals.len() / rows };
                     if u.len() != rows || v.len() != cols {
-                        bail!("{src}: spectral norm of '{stem}': weight_u has {} values and weight_v {}, but weight_orig is {rows}x{cols}", u.len(), v.len());
+                        bail!(
+                            "{src}: spectral norm of '{stem}': weight_u has {} values and weight_v {}, but weight_orig is {rows}x{cols}",
+                            u.len(),
+                            v.len()
+                        );
                     }
                     // sigma = u · (W v), accumulated in f64 and rounded once (≤ 1 ulp from PyTorch's f32).
                     let sigma: f64 = (0..rows)
-                        .map(|r| u[r] as f64 * vals[r * cols..(r + 1) * cols].iter().zip(v).map(|(&w, &x)| w as f64 * x as f64).sum::<f64>())
+                        .map(|r| {
+                            u[r] as f64
+                                * vals[r * cols..(r + 1) * cols]
+                                    .iter()
+                                    .zip(v)
+                                    .map(|(&w, &x)| w as f64 * x as f64)
+                                    .sum::<f64>()
+                        })
                         .sum();
                     let sigma = sigma as f32;
                     if !sigma.is_finite() || sigma == 0.0 {
-                        bail!("{src}: spectral norm of '{stem}' has sigma = {sigma}; the checkpoint looks corrupt");
+                        bail!(
+                            "{src}: spectral norm of '{stem}' has sigma = {sigma}; the checkpoint looks corrupt"
+                        );
                     }
                     vals.iter().map(|&w| w / sigma).collect()
                 }
                 _ => match raw.get(&format!("{stem}.weight")) {
                     // PyTorch 0.4 layout: the stored `weight` already is weight_orig / sigma.
                     Some((s, w, _)) if s == shape => w.clone(),
-                    _ => bail!("{src}: '{name}' has neither weight_u/weight_v nor a stored weight to fold spectral norm"),
+                    _ => bail!(
+                        "{src}: '{name}' has neither weight_u/weight_v nor a stored weight to fold spectral norm"
+                    ),
                 },
             };
             out.insert(format!("{prefix}{stem}.weight"), shape.clone(), folded);
@@ -70,7 +100,9 @@ fn fold(path: &Path, raw: BTreeMap<String, (Vec<usize>, Vec<f32>, bool)>, prefix
             continue; // legacy duplicate of a spectral-norm weight, handled above
         }
         if !is_float {
-            bail!("{src}: tensor '{name}' is not floating point; is this a generator/encoder state dict?");
+            bail!(
+                "{src}: tensor '{name}' is not floating point; is this a generator/encoder state dict?"
+            );
         }
         out.insert(format!("{prefix}{name}"), shape.clone(), vals.clone());
     }
@@ -88,26 +120,40 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
     // ngf from head_0.conv_0 (16·ngf outputs).
     let head = store.shape("head_0.conv_0.weight").map(|s| s.to_vec());
     let Some(head) = head else {
-        bail!("{src}: no 'head_0.conv_0.weight' (nor weight_orig): this is not a SPADE generator checkpoint (expected latest_net_G.pth)");
+        bail!(
+            "{src}: no 'head_0.conv_0.weight' (nor weight_orig): this is not a SPADE generator checkpoint (expected latest_net_G.pth)"
+        );
     };
     let inferred_ngf = head[0] / 16;
     if cfg.ngf == 0 {
         cfg.ngf = inferred_ngf;
     } else if cfg.ngf != inferred_ngf {
-        bail!("{src}: --ngf {} but head_0.conv_0 has {} outputs (ngf {inferred_ngf})", cfg.ngf, head[0]);
+        bail!(
+            "{src}: --ngf {} but head_0.conv_0 has {} outputs (ngf {inferred_ngf})",
+            cfg.ngf,
+            head[0]
+        );
     }
     cfg.validate()?;
 
     // semantic_nc from the first SPADE's shared conv.
     let key = "head_0.norm_0.mlp_shared.0.weight";
-    let Some(ms) = store.shape(key).map(|s| s.to_vec()) else { bail!("{src}: missing tensor '{key}'") };
+    let Some(ms) = store.shape(key).map(|s| s.to_vec()) else {
+        bail!("{src}: missing tensor '{key}'")
+    };
     let (w_snc, flags_snc) = (ms[1], cfg.semantic_nc());
     if w_snc != flags_snc {
         let hint = match w_snc as i64 - flags_snc as i64 {
-            1 if cfg.no_instance && !cfg.contain_dontcare_label => "add --contain-dontcare-label, or drop --no-instance".to_string(),
-            1 if cfg.no_instance => "drop --no-instance (the model takes an instance-edge channel)".to_string(),
+            1 if cfg.no_instance && !cfg.contain_dontcare_label => {
+                "add --contain-dontcare-label, or drop --no-instance".to_string()
+            }
+            1 if cfg.no_instance => {
+                "drop --no-instance (the model takes an instance-edge channel)".to_string()
+            }
             1 => "add --contain-dontcare-label".to_string(),
-            -1 if !cfg.no_instance => "add --no-instance (the model takes no instance-edge channel)".to_string(),
+            -1 if !cfg.no_instance => {
+                "add --no-instance (the model takes no instance-edge channel)".to_string()
+            }
             -1 => "drop --contain-dontcare-label".to_string(),
             d => format!("set --label-nc {}", cfg.label_nc as i64 + d),
         };
@@ -122,12 +168,23 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
 
     let (_, norm, ks) = cfg.parse_norm_g()?;
     if ms[2] != ks || ms[3] != ks {
-        bail!("{src}: SPADE convs are {}x{} but --norm-g {} says {ks}x{ks}", ms[2], ms[3], cfg.norm_g);
+        bail!(
+            "{src}: SPADE convs are {}x{} but --norm-g {} says {ks}x{ks}",
+            ms[2],
+            ms[3],
+            cfg.norm_g
+        );
     }
     let has_bn = store.contains("head_0.norm_0.param_free_norm.running_mean");
     match (norm, has_bn) {
-        (NormKind::Batch, false) => bail!("{src}: --norm-g {} needs batch-norm running stats but the checkpoint has none; did you mean an instance-norm config (e.g. spectralspadeinstance3x3)?", cfg.norm_g),
-        (NormKind::Instance, true) => bail!("{src}: the checkpoint has batch-norm running stats but --norm-g {} is instance norm", cfg.norm_g),
+        (NormKind::Batch, false) => bail!(
+            "{src}: --norm-g {} needs batch-norm running stats but the checkpoint has none; did you mean an instance-norm config (e.g. spectralspadeinstance3x3)?",
+            cfg.norm_g
+        ),
+        (NormKind::Instance, true) => bail!(
+            "{src}: the checkpoint has batch-norm running stats but --norm-g {} is instance norm",
+            cfg.norm_g
+        ),
         _ => {}
     }
     let has_up4 = store.contains("up_4.conv_0.weight");
@@ -139,8 +196,12 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
         );
     }
     match store.shape("fc.weight").map(|s| s.len()) {
-        Some(2) if !cfg.use_vae => bail!("{src}: fc is a Linear layer (a VAE generator): add --use-vae"),
-        Some(4) if cfg.use_vae => bail!("{src}: fc is a conv (not a VAE generator): drop --use-vae"),
+        Some(2) if !cfg.use_vae => {
+            bail!("{src}: fc is a Linear layer (a VAE generator): add --use-vae")
+        }
+        Some(4) if cfg.use_vae => {
+            bail!("{src}: fc is a conv (not a VAE generator): drop --use-vae")
+        }
         None => bail!("{src}: missing tensor 'fc.weight'"),
         _ => {}
     }
@@ -149,19 +210,29 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
         let want = [16 * cfg.ngf * sh * sw, cfg.z_dim];
         let got = store.shape("fc.weight").unwrap().to_vec();
         if got != want {
-            bail!("{src}: fc.weight has shape {got:?} but --crop-size {} --aspect-ratio {} --z-dim {} give {want:?}", cfg.crop_size, cfg.aspect_ratio, cfg.z_dim);
+            bail!(
+                "{src}: fc.weight has shape {got:?} but --crop-size {} --aspect-ratio {} --z-dim {} give {want:?}",
+                cfg.crop_size,
+                cfg.aspect_ratio,
+                cfg.z_dim
+            );
         }
     }
     if let Some(e) = nete {
         let raw = read_checkpoint(e)?;
         fold(e, raw, "netE.", &mut store)?;
         if !store.contains("netE.fc_mu.weight") {
-            bail!("{}: no 'fc_mu.weight': this is not a SPADE ConvEncoder checkpoint (expected latest_net_E.pth)", e.display());
+            bail!(
+                "{}: no 'fc_mu.weight': this is not a SPADE ConvEncoder checkpoint (expected latest_net_E.pth)",
+                e.display()
+            );
         }
         cfg.has_encoder = true;
     }
     // The model loader checks every expected tensor and shape, and rejects leftovers.
-    store.metadata.insert("spade_config".into(), serde_json::to_string(&cfg)?);
+    store
+        .metadata
+        .insert("spade_config".into(), serde_json::to_string(&cfg)?);
     crate::models::spade::SpadeGenerator::check_keys(&store, &cfg)?;
     Ok(store)
 }

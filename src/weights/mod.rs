@@ -1,6 +1,7 @@
 //! Weights: safetensors in and out ([`store`]), the safe `.pth` reader ([`torch_pickle`]) and the
 //! NVlabs checkpoint converter ([`convert`]).
 pub mod convert;
+pub mod random;
 pub mod store;
 pub mod torch_pickle;
 

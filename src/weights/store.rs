@@ -14,28 +14,49 @@ pub struct WeightStore {
 
 impl WeightStore {
     pub fn new(source: impl Into<String>) -> WeightStore {
-        WeightStore { source: source.into(), tensors: BTreeMap::new(), metadata: HashMap::new() }
+        WeightStore {
+            source: source.into(),
+            tensors: BTreeMap::new(),
+            metadata: HashMap::new(),
+        }
     }
 
     pub fn load(path: &Path) -> Result<WeightStore> {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read weights file {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read weights file {}", path.display()))?;
         Self::from_bytes(&bytes, &path.display().to_string())
     }
 
     /// Parses safetensors bytes; f16/bf16/f64 tensors are converted to f32.
     pub fn from_bytes(bytes: &[u8], source: &str) -> Result<WeightStore> {
-        let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{source}: not a valid safetensors file: {e}"))?;
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| anyhow!("{source}: bad safetensors header: {e}"))?;
+        let st = SafeTensors::deserialize(bytes)
+            .map_err(|e| anyhow!("{source}: not a valid safetensors file: {e}"))?;
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| anyhow!("{source}: bad safetensors header: {e}"))?;
         let mut store = WeightStore::new(source);
         store.metadata = meta.metadata().clone().unwrap_or_default();
         for (name, view) in st.tensors() {
             let data = view.data();
             let vals: Vec<f32> = match view.dtype() {
-                Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-                Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-                Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-                other => bail!("{source}: tensor '{name}' has dtype {other:?}; only floating-point weights are supported"),
+                Dtype::F32 => data
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Dtype::F16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => data
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                Dtype::F64 => data
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
+                    .collect(),
+                other => bail!(
+                    "{source}: tensor '{name}' has dtype {other:?}; only floating-point weights are supported"
+                ),
             };
             store.tensors.insert(name, (view.shape().to_vec(), vals));
         }
@@ -57,9 +78,15 @@ impl WeightStore {
     /// The tensor `name`, which must have exactly `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
         match self.tensors.get(name) {
-            None => bail!("{}: missing tensor '{name}' (expected shape {shape:?})", self.source),
+            None => bail!(
+                "{}: missing tensor '{name}' (expected shape {shape:?})",
+                self.source
+            ),
             Some((s, _)) if s != shape => {
-                bail!("{}: tensor '{name}' has shape {s:?}, expected {shape:?}", self.source)
+                bail!(
+                    "{}: tensor '{name}' has shape {s:?}, expected {shape:?}",
+                    self.source
+                )
             }
             Some((_, d)) => Ok(d),
         }
@@ -70,14 +97,30 @@ impl WeightStore {
         let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = self
             .tensors
             .iter()
-            .map(|(n, (s, d))| (n.clone(), s.clone(), d.iter().flat_map(|v| v.to_le_bytes()).collect()))
+            .map(|(n, (s, d))| {
+                (
+                    n.clone(),
+                    s.clone(),
+                    d.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                )
+            })
             .collect();
         let views: Vec<(String, TensorView)> = bytes
             .iter()
-            .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| anyhow!("{n}: {e}"))?)))
+            .map(|(n, s, b)| {
+                Ok((
+                    n.clone(),
+                    TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| anyhow!("{n}: {e}"))?,
+                ))
+            })
             .collect::<Result<_>>()?;
-        let meta = if self.metadata.is_empty() { None } else { Some(self.metadata.clone()) };
-        safetensors::serialize_to_file(views, meta, path).with_context(|| format!("cannot write {}", path.display()))?;
+        let meta = if self.metadata.is_empty() {
+            None
+        } else {
+            Some(self.metadata.clone())
+        };
+        safetensors::serialize_to_file(views, meta, path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
     }
 }

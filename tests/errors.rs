@@ -1,0 +1,305 @@
+//! Bad input gets a clear error naming the problem, exit code 1, never a panic.
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tmpdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("spadework-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs the CLI, expects failure with exit code 1 (not a panic's 101); returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_spadework"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a clean error for {args:?}, got {:?}:\n{err}",
+        out.status
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn ok(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_spadework"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const NL_FLAGS: &[&str] = &[
+    "--label-nc",
+    "12",
+    "--contain-dontcare-label",
+    "--no-instance",
+    "--crop-size",
+    "64",
+];
+
+/// The small normal_legacy model converted once per test process.
+fn model() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(|| {
+        let out = tmpdir().join("nl.safetensors");
+        {
+            let pth = fixture("spade/normal_legacy/latest_net_G.pth");
+            let mut args = vec![
+                "convert",
+                pth.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ];
+            args.extend_from_slice(NL_FLAGS);
+            ok(&args);
+        }
+        out
+    })
+    .clone()
+}
+
+fn gray_png(path: &Path, w: u32, h: u32, f: impl Fn(u32, u32) -> u8) {
+    image::GrayImage::from_fn(w, h, |x, y| image::Luma([f(x, y)]))
+        .save(path)
+        .unwrap();
+}
+
+fn render(model: &Path, map: &Path, extra: &[&str]) -> String {
+    let out = tmpdir().join("out.png");
+    let mut args = vec![
+        "render",
+        "--weights",
+        model.to_str().unwrap(),
+        "--map",
+        map.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    if !extra.contains(&"--backend") {
+        args.extend_from_slice(&["--backend", "cpu"]);
+    }
+    args.extend_from_slice(extra);
+    fails(&args)
+}
+
+#[test]
+fn missing_and_corrupt_maps() {
+    let m = model();
+    let e = render(&m, Path::new("/nonexistent/map.png"), &[]);
+    assert!(e.contains("cannot read map /nonexistent/map.png"), "{e}");
+    let bad = tmpdir().join("corrupt.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\nthis is not really a png").unwrap();
+    let e = render(&m, &bad, &[]);
+    assert!(
+        e.contains("corrupt.png") && e.contains("not a readable PNG"),
+        "{e}"
+    );
+}
+
+#[test]
+fn label_id_out_of_range_names_id_and_count() {
+    let m = model();
+    let map = tmpdir().join("bad_labels.png");
+    gray_png(&map, 40, 30, |x, _| if x < 20 { 3 } else { 20 });
+    let e = render(&m, &map, &[]);
+    assert!(
+        e.contains("label id 20") && e.contains("13 label channels"),
+        "{e}"
+    );
+    // 255 is dontcare for this model and renders fine.
+    let ok_map = tmpdir().join("dontcare.png");
+    gray_png(&ok_map, 40, 30, |x, _| if x < 20 { 3 } else { 255 });
+    let out = tmpdir().join("dc.png");
+    ok(&[
+        "render",
+        "--weights",
+        m.to_str().unwrap(),
+        "--map",
+        ok_map.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn rgb_map_without_palette_is_refused() {
+    let m = model();
+    let map = tmpdir().join("rgb.png");
+    image::RgbImage::from_fn(8, 8, |x, _| image::Rgb([x as u8 * 30, 0, 0]))
+        .save(&map)
+        .unwrap();
+    let e = render(&m, &map, &[]);
+    assert!(
+        e.contains("RGB colour-coded map") && e.contains("no palette"),
+        "{e}"
+    );
+}
+
+#[test]
+fn safetensors_missing_or_misshapen_tensor_is_named() {
+    let m = model();
+    let map = tmpdir().join("fine.png");
+    gray_png(&map, 16, 16, |x, y| ((x + y) % 12) as u8);
+    let mut store = spadework::weights::WeightStore::load(&m).unwrap();
+    store.tensors.remove("up_1.norm_0.mlp_gamma.weight");
+    let missing = tmpdir().join("missing.safetensors");
+    store.save(&missing).unwrap();
+    let e = render(&missing, &map, &[]);
+    assert!(
+        e.contains("missing tensor 'up_1.norm_0.mlp_gamma.weight'"),
+        "{e}"
+    );
+
+    let mut store = spadework::weights::WeightStore::load(&m).unwrap();
+    store
+        .tensors
+        .insert("conv_img.bias".into(), (vec![4], vec![0.0; 4]));
+    let wrong = tmpdir().join("wrong.safetensors");
+    store.save(&wrong).unwrap();
+    let e = render(&wrong, &map, &[]);
+    assert!(
+        e.contains("'conv_img.bias' has shape [4], expected [3]"),
+        "{e}"
+    );
+
+    let garbage = tmpdir().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not safetensors at all").unwrap();
+    let e = render(&garbage, &map, &[]);
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+}
+
+#[test]
+fn malicious_pth_is_refused_naming_the_global() {
+    let out = tmpdir().join("evil.safetensors");
+    for f in ["malicious.pkl", "malicious_zip.pth"] {
+        let p = fixture(&format!("pth/{f}"));
+        let e = fails(&["convert", p.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        assert!(
+            e.contains("refusing pickle global") && e.contains("system"),
+            "{e}"
+        );
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn wrong_convert_flags_name_the_fix() {
+    let pth = fixture("spade/normal_legacy/latest_net_G.pth");
+    let out = tmpdir().join("x.safetensors");
+    let (p, o) = (pth.to_str().unwrap(), out.to_str().unwrap());
+    let e = fails(&[
+        "convert",
+        p,
+        "-o",
+        o,
+        "--label-nc",
+        "12",
+        "--no-instance",
+        "--crop-size",
+        "64",
+    ]);
+    assert!(
+        e.contains("semantic_nc = 13") && e.contains("add --contain-dontcare-label"),
+        "{e}"
+    );
+    let e = fails(&[
+        "convert",
+        p,
+        "-o",
+        o,
+        "--label-nc",
+        "12",
+        "--contain-dontcare-label",
+        "--crop-size",
+        "64",
+    ]);
+    assert!(e.contains("add --no-instance"), "{e}");
+    let e = fails(&[
+        "convert",
+        p,
+        "-o",
+        o,
+        "--label-nc",
+        "20",
+        "--contain-dontcare-label",
+        "--no-instance",
+    ]);
+    assert!(e.contains("set --label-nc 12"), "{e}");
+    let e = fails(&[
+        "convert",
+        p,
+        "-o",
+        o,
+        "--label-nc",
+        "12",
+        "--contain-dontcare-label",
+        "--no-instance",
+        "--num-upsampling-layers",
+        "most",
+    ]);
+    assert!(e.contains("up_4"), "{e}");
+    let e = fails(&[
+        "convert",
+        p,
+        "-o",
+        o,
+        "--label-nc",
+        "12",
+        "--contain-dontcare-label",
+        "--no-instance",
+        "--use-vae",
+    ]);
+    assert!(e.contains("drop --use-vae"), "{e}");
+    let e = fails(&[
+        "convert",
+        p,
+        "-o",
+        o,
+        "--label-nc",
+        "12",
+        "--contain-dontcare-label",
+        "--no-instance",
+        "--norm-g",
+        "spectralspadeinstance3x3",
+    ]);
+    assert!(e.contains("batch-norm running stats"), "{e}");
+    let e = fails(&["convert", "/nonexistent.pth", "-o", o]);
+    assert!(e.contains("/nonexistent.pth"), "{e}");
+}
+
+#[test]
+fn unknown_adapter_suggests_cpu() {
+    let m = model();
+    let map = tmpdir().join("fine2.png");
+    gray_png(&map, 16, 16, |x, _| (x % 12) as u8);
+    let e = render(
+        &m,
+        &map,
+        &["--backend", "gpu", "--adapter", "no-such-adapter-xyz"],
+    );
+    assert!(e.contains("--backend cpu"), "{e}");
+}
+
+#[test]
+fn vae_only_flags_are_refused_for_plain_models() {
+    let m = model();
+    let map = tmpdir().join("fine3.png");
+    gray_png(&map, 16, 16, |x, _| (x % 12) as u8);
+    let e = render(&m, &map, &["--seed", "3"]);
+    assert!(e.contains("not a VAE generator"), "{e}");
+}
