@@ -3,7 +3,7 @@
 //! takes minutes, far beyond criterion's minimum sample count.
 //!
 //!   cargo bench --bench spade_forward -- [--preset ade20k] [--backend cpu|gpu|all] [--iters 5]
-//!                                         [--weights W.safetensors --map M.png] [--json]
+//!                                         [--weights W.safetensors --map M.png [--instance I.png]] [--json]
 //!
 //! Prints median/min ms, GFLOP/s (SPADE_SPEC §6 MAC counts), and peak memory: host RSS high-water
 //! mark (VmHWM) and, on the GPU, peak device buffer bytes.

@@ -56,15 +56,7 @@ impl SpadeConfig {
             label_nc: 150,
             contain_dontcare_label: true,
             no_instance: true,
-            crop_size: 256,
-            aspect_ratio: 1.0,
-            num_upsampling_layers: "normal".into(),
-            use_vae: false,
-            z_dim: 256,
-            ngf: 64,
-            norm_g: "spectralspadesyncbatch3x3".into(),
-            classes: vec![],
-            has_encoder: false,
+            ..Self::nvlabs_defaults()
         };
         Ok(match name {
             "ade20k" => base,
