@@ -54,6 +54,9 @@ struct RenderArgs {
     /// Adapter name substring (e.g. "llvmpipe", "nvidia").
     #[arg(long)]
     adapter: Option<String>,
+    /// For models with a class list: remap ids the model does not know to this class (name or id).
+    #[arg(long)]
+    unknown_as: Option<String>,
     /// Output PNG.
     #[arg(short, long)]
     output: PathBuf,
@@ -136,6 +139,7 @@ fn render(a: RenderArgs) -> Result<()> {
         &map,
         &map_name,
         inst.as_ref().map(|(m, n)| (m, n.as_str())),
+        a.unknown_as.as_deref(),
     )?;
     let z = if let Some(p) = &a.z {
         Some(ZSource::Given(npy::read_f32(p)?.1))

@@ -141,6 +141,7 @@ pub fn prepare(
     map: &MapImage,
     map_name: &str,
     instance: Option<(&MapImage, &str)>,
+    unknown_as: Option<&str>,
 ) -> Result<PreparedMap> {
     let (h, w) = cfg.map_size();
     let ids = match &map.pixels {
@@ -152,6 +153,7 @@ pub fn prepare(
     }
     let mut labels =
         ops::resize::resize_nearest_cpu(&ids, 1, [map.height, map.width], [h, w], NearestRule::Pil);
+    remap_class_ids(&mut labels, cfg, unknown_as, map_name)?;
     let nc = cfg.onehot_nc();
     if cfg.contain_dontcare_label {
         for l in labels.iter_mut().filter(|l| **l == 255) {
@@ -234,6 +236,85 @@ pub fn prepare(
     })
 }
 
+/// A model with a class list (`classes` in its config) takes the listed ids — e.g. ADE20K ids for
+/// a compact demo model — and channel k is `classes[k]`. Ids are mapped to channels here; an id
+/// not in the list is an error naming the model's classes, unless `unknown_as` (a class name or
+/// id) says which class to use instead. 255 (dontcare) passes through.
+pub fn remap_class_ids(
+    labels: &mut [u32],
+    cfg: &SpadeConfig,
+    unknown_as: Option<&str>,
+    map_name: &str,
+) -> Result<()> {
+    if cfg.classes.is_empty() {
+        if unknown_as.is_some() {
+            bail!("--unknown-as needs a model with a class list; this model has none");
+        }
+        return Ok(());
+    }
+    let lut: BTreeMap<u32, u32> = cfg
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (c.id, k as u32))
+        .collect();
+    let fallback = match unknown_as {
+        None => None,
+        Some(u) => Some(
+            cfg.classes
+                .iter()
+                .position(|c| c.name.eq_ignore_ascii_case(u) || c.id.to_string() == u)
+                .with_context(|| {
+                    format!(
+                        "--unknown-as '{u}' is not one of the model's classes: {}",
+                        class_list(cfg)
+                    )
+                })? as u32,
+        ),
+    };
+    let mut unknown: BTreeMap<u32, usize> = BTreeMap::new();
+    for l in labels.iter_mut() {
+        if *l == 255 && cfg.contain_dontcare_label {
+            continue;
+        }
+        match (lut.get(l), fallback) {
+            (Some(&k), _) => *l = k,
+            (None, Some(f)) => {
+                *unknown.entry(*l).or_default() += 1;
+                *l = f
+            }
+            (None, None) => *unknown.entry(*l).or_default() += 1,
+        }
+    }
+    if !unknown.is_empty() {
+        let ids: Vec<String> = unknown
+            .iter()
+            .map(|(id, n)| format!("{id} ({n} px)"))
+            .collect();
+        if fallback.is_none() {
+            bail!(
+                "{map_name}: label id(s) {} are not classes of this model; its classes are: {} (use --unknown-as <class> to remap)",
+                ids.join(", "),
+                class_list(cfg)
+            );
+        }
+        eprintln!(
+            "note: {map_name}: remapped unknown label id(s) {} to '{}'",
+            ids.join(", "),
+            unknown_as.unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn class_list(cfg: &SpadeConfig) -> String {
+    cfg.classes
+        .iter()
+        .map(|c| format!("{} {}", c.id, c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl PreparedMap {
     /// The [1, semantic_nc, H, W] input tensor on `device`.
     pub fn to_tensor(&self, device: &Device, cfg: &SpadeConfig) -> Result<Tensor> {
@@ -246,5 +327,62 @@ impl PreparedMap {
             cfg.onehot_nc(),
             cfg.semantic_nc(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::config::ClassInfo;
+
+    fn cfg() -> SpadeConfig {
+        let mut c = SpadeConfig::preset("ade20k").unwrap();
+        c.label_nc = 2;
+        c.contain_dontcare_label = false;
+        c.classes = vec![
+            ClassInfo {
+                id: 3,
+                name: "sky".into(),
+                color: [6, 230, 230],
+            },
+            ClassInfo {
+                id: 5,
+                name: "tree".into(),
+                color: [4, 200, 3],
+            },
+        ];
+        c
+    }
+
+    #[test]
+    fn class_ids_map_to_channels() {
+        let c = cfg();
+        let mut l = vec![3, 5, 3];
+        remap_class_ids(&mut l, &c, None, "m").unwrap();
+        assert_eq!(l, vec![0, 1, 0]);
+        let e = remap_class_ids(&mut vec![3, 7], &c, None, "m")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("7 (1 px)") && e.contains("3 sky, 5 tree") && e.contains("--unknown-as"),
+            "{e}"
+        );
+        let mut l = vec![3, 7, 9];
+        remap_class_ids(&mut l, &c, Some("tree"), "m").unwrap();
+        assert_eq!(l, vec![0, 1, 1]);
+        assert!(remap_class_ids(&mut vec![7], &c, Some("lava"), "m").is_err());
+    }
+
+    #[test]
+    fn colours_map_through_palette_and_unknown_colours_are_counted() {
+        let c = cfg();
+        assert_eq!(
+            colors_to_ids(&[[6, 230, 230], [4, 200, 3]], &c, "m").unwrap(),
+            vec![3, 5]
+        );
+        let e = colors_to_ids(&[[1, 2, 3], [1, 2, 3], [4, 200, 3]], &c, "m")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("#010203 (2 px)"), "{e}");
     }
 }

@@ -135,6 +135,13 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
         );
     }
     cfg.validate()?;
+    if !cfg.classes.is_empty() && cfg.classes.len() != cfg.label_nc {
+        bail!(
+            "the class list has {} entries but label_nc is {}: name every label channel, in channel order",
+            cfg.classes.len(),
+            cfg.label_nc
+        );
+    }
 
     // semantic_nc from the first SPADE's shared conv.
     let key = "head_0.norm_0.mlp_shared.0.weight";
