@@ -68,7 +68,7 @@ impl Model {
         map: &PreparedMap,
         z: Option<&ZSource>,
     ) -> Result<(Vec<f32>, (usize, usize))> {
-        let seg = map.to_tensor(&self.device, &self.cfg)?;
+        let seg = map.to_label_map(&self.device)?;
         let z = if self.cfg.use_vae {
             let zv = match z {
                 Some(ZSource::Given(v)) => v.clone(),

@@ -18,6 +18,10 @@ pub const KERNELS: &[(&str, &str)] = &[
     ),
     ("linear.wgsl", include_str!("../../kernels/linear.wgsl")),
     ("norm.wgsl", include_str!("../../kernels/norm.wgsl")),
+    (
+        "onehot_conv.wgsl",
+        include_str!("../../kernels/onehot_conv.wgsl"),
+    ),
     ("resize.wgsl", include_str!("../../kernels/resize.wgsl")),
     ("segmap.wgsl", include_str!("../../kernels/segmap.wgsl")),
     ("spade.wgsl", include_str!("../../kernels/spade.wgsl")),

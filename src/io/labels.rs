@@ -316,8 +316,8 @@ fn class_list(cfg: &SpadeConfig) -> String {
 }
 
 impl PreparedMap {
-    /// The [1, semantic_nc, H, W] input tensor on `device`.
-    pub fn to_tensor(&self, device: &Device, cfg: &SpadeConfig) -> Result<Tensor> {
+    /// The dense [1, semantic_nc, H, W] one-hot (+ edge) tensor NVlabs feeds the net.
+    pub fn to_onehot(&self, device: &Device, cfg: &SpadeConfig) -> Result<Tensor> {
         ops::seg_input(
             device,
             &self.labels,
@@ -327,6 +327,15 @@ impl PreparedMap {
             cfg.onehot_nc(),
             cfg.semantic_nc(),
         )
+    }
+
+    /// The compact [1, 2, H, W] label map the generator reads (ids, edge bits computed here).
+    pub fn to_label_map(&self, device: &Device) -> Result<Tensor> {
+        let edges = self
+            .instance
+            .as_ref()
+            .map(|i| ops::segmap::edges_cpu(i, self.h, self.w));
+        ops::onehot_conv::label_map(device, &self.labels, edges.as_deref(), self.h, self.w)
     }
 }
 

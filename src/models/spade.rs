@@ -3,7 +3,7 @@
 //! Field and tensor names are the checkpoint's keys verbatim.
 use super::config::{NormKind, SpadeConfig};
 use crate::backend::Device;
-use crate::ops::{self, Conv2d, Linear, NearestRule, ParamFreeNorm};
+use crate::ops::{self, Conv2d, Linear, NearestRule, OneHotConv, ParamFreeNorm};
 use crate::tensor::Tensor;
 use crate::weights::WeightStore;
 use anyhow::{Result, bail};
@@ -36,6 +36,18 @@ impl Loader<'_> {
             None
         };
         Conv2d::new(self.device, w, shape, b, stride, pad)
+    }
+    /// A conv that reads the one-hot label map, run as a gather.
+    pub fn onehot_conv(
+        &self,
+        name: &str,
+        shape: [usize; 4],
+        has_edge: bool,
+        pad: usize,
+    ) -> Result<OneHotConv> {
+        let w = self.store.get(&format!("{name}.weight"), &shape)?;
+        let b = self.store.get(&format!("{name}.bias"), &shape[..1])?;
+        OneHotConv::new(self.device, w, shape, b, has_edge, pad)
     }
     pub fn linear(&self, name: &str, shape: [usize; 2]) -> Result<Linear> {
         let w = self.store.get(&format!("{name}.weight"), &shape)?;
@@ -104,7 +116,8 @@ pub fn expected_tensors(cfg: &SpadeConfig) -> Result<Vec<(String, Vec<usize>)>> 
 /// SPADE(C): param-free norm, then `n * (1 + gamma) + beta` from a conv MLP on the resized map.
 pub struct Spade {
     param_free_norm: ParamFreeNorm,
-    mlp_shared: Conv2d,
+    /// Reads the one-hot map: a gather (see [`OneHotConv`]).
+    mlp_shared: OneHotConv,
     /// mlp_gamma and mlp_beta stacked into one conv with 2C outputs (one pass over the hidden map).
     mlp_gamma_beta: Conv2d,
 }
@@ -123,11 +136,10 @@ impl Spade {
             )?,
             NormKind::Instance => ParamFreeNorm::Instance,
         };
-        let mlp_shared = l.conv(
+        let mlp_shared = l.onehot_conv(
             &format!("{prefix}.mlp_shared.0"),
             [NHIDDEN, cfg.semantic_nc(), ks, ks],
-            true,
-            1,
+            !cfg.no_instance,
             pad,
         )?;
         let shape = [c, NHIDDEN, ks, ks];
@@ -208,8 +220,8 @@ impl SpadeResnetBlock {
 }
 
 pub enum Fc {
-    /// conv3x3 on the map nearest-resized to (sh, sw).
-    Conv(Conv2d),
+    /// conv3x3 on the map nearest-resized to (sh, sw) (a gather on the one-hot map).
+    Conv(OneHotConv),
     /// VAE mode: Linear(z_dim → 16·ngf·sh·sw), reshaped row-major to (N, 16·ngf, sh, sw).
     Linear(Linear),
 }
@@ -290,7 +302,12 @@ impl SpadeGenerator {
             let (sh, sw) = cfg.first_size()?;
             Fc::Linear(l.linear("fc", [16 * nf * sh * sw, cfg.z_dim])?)
         } else {
-            Fc::Conv(l.conv("fc", [16 * nf, cfg.semantic_nc(), 3, 3], true, 1, 1)?)
+            Fc::Conv(l.onehot_conv(
+                "fc",
+                [16 * nf, cfg.semantic_nc(), 3, 3],
+                !cfg.no_instance,
+                1,
+            )?)
         };
         let blocks = cfg.blocks()?;
         let mut it = blocks
@@ -313,14 +330,16 @@ impl SpadeGenerator {
         })
     }
 
-    /// seg: [1, semantic_nc, H, W] (see [`crate::io::labels`]); z: [1, z_dim] in VAE mode.
+    /// seg: the `[1, 2, H, W]` label map (label channel index, instance-edge bit; see
+    /// [`ops::onehot_conv::label_map`]), standing for the `[1, semantic_nc, H, W]` one-hot input;
+    /// z: [1, z_dim] in VAE mode.
     /// Returns the tanh output [1, 3, sh·2ⁿ, sw·2ⁿ].
     pub fn forward(&self, seg: Tensor, z: Option<&Tensor>) -> Result<Tensor> {
         let (n, c, _, _) = seg.nchw()?;
-        if c != self.cfg.semantic_nc() {
+        if (n, c) != (1, 2) {
             bail!(
-                "the map has {c} channels but the model takes {}",
-                self.cfg.semantic_nc()
+                "the generator takes a [1, 2, H, W] label map, got {:?}",
+                seg.shape()
             );
         }
         let (sh, sw) = self.cfg.first_size()?;

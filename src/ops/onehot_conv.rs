@@ -1,0 +1,191 @@
+//! Convolution of a one-hot label map (+ optional edge channel) as a gather
+//! (kernels/onehot_conv.wgsl; SPADE_SPEC §6). SPADE's `fc` and every `mlp_shared` conv read the
+//! one-hot map; a gather adds one weight column per tap instead of semantic_nc multiply-adds.
+//!
+//! The label map lives in an f32 tensor `[1, 2, H, W]`: channel 0 holds the label *channel index*
+//! (small exact integers), channel 1 the instance-edge bit (zeros when the model has no edges).
+use super::gpu_empty;
+use crate::backend::Device;
+use crate::tensor::Tensor;
+use anyhow::{Result, bail};
+use rayon::prelude::*;
+
+pub struct OneHotConv {
+    pub cout: usize,
+    /// Input channels of the dense equivalent: one-hot classes (+1 edge channel if `has_edge`).
+    pub channels: usize,
+    pub has_edge: bool,
+    pub kh: usize,
+    pub kw: usize,
+    pub pad: usize,
+    /// `[tap][channel][cout]` (GPU: cout padded to a multiple of 4).
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl OneHotConv {
+    /// `weight` OIHW `[cout, channels, kh, kw]` as for the dense conv; the last input channel is the
+    /// edge channel when `has_edge`.
+    pub fn new(
+        device: &Device,
+        weight: &[f32],
+        shape: [usize; 4],
+        bias: &[f32],
+        has_edge: bool,
+        pad: usize,
+    ) -> Result<OneHotConv> {
+        let [cout, channels, kh, kw] = shape;
+        if weight.len() != cout * channels * kh * kw || bias.len() != cout {
+            bail!("onehot_conv: weight/bias sizes do not match shape {shape:?}");
+        }
+        let cpad = if device.is_gpu() {
+            cout.div_ceil(4) * 4
+        } else {
+            cout
+        };
+        let taps = kh * kw;
+        let mut packed = vec![0f32; taps * channels * cpad];
+        for co in 0..cout {
+            for ci in 0..channels {
+                for t in 0..taps {
+                    packed[(t * channels + ci) * cpad + co] =
+                        weight[(co * channels + ci) * taps + t];
+                }
+            }
+        }
+        let mut b = bias.to_vec();
+        b.resize(cpad, 0.0);
+        Ok(OneHotConv {
+            cout,
+            channels,
+            has_edge,
+            kh,
+            kw,
+            pad,
+            weight: Tensor::from_vec(device, &[packed.len()], packed)?,
+            bias: Tensor::from_vec(device, &[cpad], b)?,
+        })
+    }
+
+    /// seg: `[1, 2, H, W]` (label channel index, edge bit) → `[1, cout, H, W]`.
+    pub fn forward(&self, seg: &Tensor) -> Result<Tensor> {
+        let (n, two, h, w) = seg.nchw()?;
+        if n != 1 || two != 2 {
+            bail!(
+                "onehot_conv expects a [1, 2, H, W] label map, got {:?}",
+                seg.shape()
+            );
+        }
+        match seg.device() {
+            Device::Cpu => Ok(Tensor::cpu(
+                vec![1, self.cout, h, w],
+                self.forward_cpu(seg.host(), h, w),
+            )),
+            Device::Gpu(ctx) => {
+                let y = gpu_empty(&ctx, &[1, self.cout, h, w])?;
+                let cout4 = self.cout.div_ceil(4);
+                let params = [
+                    h,
+                    w,
+                    self.channels,
+                    self.cout,
+                    cout4,
+                    self.kh,
+                    self.kw,
+                    self.pad,
+                    self.has_edge as usize,
+                    self.channels - 1,
+                    0,
+                    0,
+                ]
+                .map(|v| v as u32);
+                let py = (h * w).div_ceil(64);
+                let groups = [
+                    cout4.div_ceil(4) as u32,
+                    py.min(65535) as u32,
+                    py.div_ceil(65535) as u32,
+                ];
+                ctx.dispatch(
+                    "onehot_conv.wgsl",
+                    "main",
+                    &[seg.buf(), self.weight.buf(), self.bias.buf()],
+                    y.buf(),
+                    &params,
+                    groups,
+                )?;
+                Ok(y)
+            }
+        }
+    }
+
+    /// CPU twin: per output row, accumulate weight columns into a `[W][cout]` buffer, then
+    /// transpose into NCHW.
+    fn forward_cpu(&self, seg: &[f32], h: usize, w: usize) -> Vec<f32> {
+        let (cout, ch) = (self.cout, self.channels);
+        let wt = self.weight.host();
+        let bias = self.bias.host();
+        let hw = h * w;
+        let (ids, edges) = seg.split_at(hw);
+        let rows: Vec<Vec<f32>> = (0..h)
+            .into_par_iter()
+            .map(|oy| {
+                let mut acc = vec![0f32; w * cout];
+                for a in acc.chunks_mut(cout) {
+                    a.copy_from_slice(bias);
+                }
+                for ky in 0..self.kh {
+                    let iy = oy as isize + ky as isize - self.pad as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..self.kw {
+                        let tap = ky * self.kw + kx;
+                        for (ox, a) in acc.chunks_mut(cout).enumerate() {
+                            let ix = ox as isize + kx as isize - self.pad as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let src = iy as usize * w + ix as usize;
+                            let l = (ids[src] as usize).min(ch - 1);
+                            let col = &wt[(tap * ch + l) * cout..][..cout];
+                            a.iter_mut().zip(col).for_each(|(x, y)| *x += y);
+                            if self.has_edge && edges[src] > 0.5 {
+                                let col = &wt[(tap * ch + ch - 1) * cout..][..cout];
+                                a.iter_mut().zip(col).for_each(|(x, y)| *x += y);
+                            }
+                        }
+                    }
+                }
+                acc
+            })
+            .collect();
+        let mut out = vec![0f32; cout * hw];
+        out.par_chunks_mut(hw).enumerate().for_each(|(co, plane)| {
+            for (oy, r) in rows.iter().enumerate() {
+                for ox in 0..w {
+                    plane[oy * w + ox] = r[ox * cout + co];
+                }
+            }
+        });
+        out
+    }
+}
+
+/// The `[1, 2, H, W]` label-map tensor: label channel indices and edge bits.
+pub fn label_map(
+    device: &Device,
+    labels: &[u32],
+    edges: Option<&[f32]>,
+    h: usize,
+    w: usize,
+) -> Result<Tensor> {
+    if labels.len() != h * w || edges.is_some_and(|e| e.len() != h * w) {
+        bail!("label map size does not match {h}x{w}");
+    }
+    let mut v: Vec<f32> = labels.iter().map(|&l| l as f32).collect();
+    match edges {
+        Some(e) => v.extend_from_slice(e),
+        None => v.resize(2 * h * w, 0.0),
+    }
+    Tensor::from_vec(device, &[1, 2, h, w], v)
+}

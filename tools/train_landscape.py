@@ -1,0 +1,713 @@
+#!/usr/bin/env python3
+"""Train the spadework demo model: SPADE/GauGAN on the procedural landscape world (CPU).
+
+    python3 tools/train_landscape.py                       # defaults: ~2 h on 2 CPU cores
+    python3 tools/train_landscape.py --work DIR --max-minutes 30
+    python3 tools/export_landscape.py --work DIR           # -> latest_net_G.pth, classes.json
+
+Data
+----
+``tools/landscape.py`` provides ``CLASSES`` [(ade_id, name, rgb)] in channel order and
+``sample(seed, size) -> (label HxW uint8 ADE ids, image HxWx3 uint8, caption)``. Seeds
+``[0, n_train)`` are rendered once into ``<work>/data_<size>_<n>_<hash>.npz`` (the hash covers
+CLASSES, the size and landscape.py's source, so a changed world re-renders); seeds
+``>= 1_000_000`` are held out (never trained on) and drawn in the sample grids. ADE ids are
+mapped to the compact channel index (position in CLASSES); one-hot with
+``label_nc = len(CLASSES)``, no dontcare, no instance channel. Random horizontal flips.
+
+Model (NVlabs layout, so the checkpoint loads in the Rust engine)
+----------------------------------------------------------------
+* netG = ``spade_reference.SPADEGenerator`` with label_nc K, no dontcare, no instance,
+  crop_size ``--size``, aspect 1, ``normal`` upsampling, ``--ngf``, norm_G
+  ``spectralspadesyncbatch3x3`` (plain ``BatchNorm2d(affine=False)``, default momentum 0.1,
+  keys ``param_free_norm.*``). With ``--use-vae`` its ``fc`` is ``Linear(z_dim=256, 16*ngf*sh*sw)``.
+* netE = ``spade_reference.ConvEncoder`` (VAE only). It always resizes the style image to 256x256
+  (bilinear, as NVlabs). NVlabs drops ``layer6`` when crop_size < 256, which makes the flatten
+  size (512*8*8) disagree with ``fc_mu`` (512*4*4): a latent NVlabs bug that would crash at 128.
+  **What we do:** below 256 the encoder is built with ``crop_size=256`` options, i.e. the standard
+  6-layer NVlabs encoder (256 -> 4x4, 8*ngf*16 features) on the 256-resized image; only its width
+  (ndf = ngf) follows the generator. Consequence: spade_reference.load_encoder / the Rust
+  converter, which derive the layer count from crop_size, expect 5 layers at crop 128, so the
+  exported ``latest_net_E.pth`` is for Python use (load it with crop_size=256 options) and
+  export_landscape.py leaves ``--netE`` out of the convert command below 256. The generator
+  itself is unaffected (random z ~ N(0, I) or a given z works in Rust).
+* netD = NVlabs ``MultiscaleDiscriminator``: ``--num-d`` 2 scales (avg-pool 3/2/1, no pad
+  count), each an ``NLayerDiscriminator`` (kw 4, pad 2, ``--ndf`` 64, spectral norm + instance
+  norm on the inner convs, plain first/last conv, lrelu 0.2), input = concat(one-hot, image),
+  intermediate features returned for feature matching. ``--n-layers-d`` is 4 at size >= 256 and
+  3 below (a 128 image then has the same relative receptive field as NVlabs at 256).
+* Init as NVlabs ``init_weights('xavier', 0.02)`` (also for the spectral-norm ``weight_orig``).
+
+Objective (SPADE paper minus VGG: no VGG weights offline)
+--------------------------------------------------------
+hinge GAN loss averaged over the D scales; D feature matching, weight ``--lambda-feat`` 10;
+KL(mu, logvar) summed, weight ``--lambda-kld`` 0.05 (VAE); TTUR Adam betas (0, 0.9), lr G
+(and E) 1e-4, D 4e-4. **Extra, documented deviations for CPU:**
+* ``--lambda-l1`` 1.0: L1 between fake and real (the VAE makes the target well posed: the
+  encoder carries the style). It stands in for the missing VGG loss and speeds up early
+  training a lot; set 0 for the pure SPADE objective.
+* ``--reuse-fake`` (default on): the D step reuses the G step's (detached) fake instead of
+  running netG a second time, as pix2pixHD does. Saves one netG forward (~20 % of a step);
+  the BN running stats are then updated once per step instead of twice.
+* Order per step: G(+E) update, then D update (as NVlabs' trainer).
+
+Throughput and defaults (measured, 2 shared CPU cores, torch 2.15, threads 2)
+--------------------------------------------------------------------------------
+Measured with ``--bench 10`` (10 steps after 2 warm-up steps, stand-in data), size 128, ngf 32,
+ndf 64, n_layers_D 3, VAE on, L1 on, reuse-fake on:
+
+    batch 1: 1.20 s/step  (0.83 img/s)
+    batch 2: 1.76 s/step  (1.14 img/s)
+    batch 4: 3.05 s/step  (1.31 img/s)   <- default
+    batch 8: 6.2  s/step  (1.29 img/s)
+
+Batch 4 gives the best images/s (bigger buys nothing on 2 cores) and usable BatchNorm statistics.
+At ~3.05 s/step a 2-hour run is ~2,350 steps (~9,400 images); ``--steps 2200`` leaves room for
+rendering the data set (``--n-train 2000`` images, i.e. ~4.7 epochs) and the periodic saves /
+sample grids; ``--max-minutes 120`` stops it cleanly in any case. ``--save-every 100`` steps is
+~5 minutes of work; sample grids every 100 steps. ngf 32 keeps netG at ~7.5 M parameters
+(ngf 64: 4x the main-conv cost). The cost is dominated by the SPADE mlp_gamma/beta convs at
+64x64 and 128x128 (their hidden width 128 is fixed by NVlabs), so halving ngf saves less than 2x.
+
+Checkpoints / resume
+--------------------
+``<work>/ckpt_<step>.pt`` (G, D, E, both optimisers, step, data order, torch/numpy/python RNG
+states, the architecture, CLASSES) every ``--save-every`` steps and at the end, written to a
+temp file then renamed; the last ``--keep`` are kept. A new run in the same ``--work`` resumes
+from the newest readable checkpoint; architecture flags default to the checkpoint's and an
+explicit conflicting flag is an error. ``--max-minutes`` is per invocation, ``--steps`` is the
+total. SIGINT/SIGTERM finish the current step and save. Sample grids
+``<work>/samples/step_XXXXXX.png``: rows = held-out seeds then training seeds; columns = map |
+real | generated (eval mode: BN running stats, z = E(real) mean) | generated with random z (VAE).
+Losses go to ``<work>/log.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import glob
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import math
+import os
+import random
+import re
+import signal
+import sys
+import time
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from PIL import Image
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import spade_reference as sr  # noqa: E402
+
+EVAL_SEED0 = 1_000_000  # seeds >= this are held out
+Z_DIM = 256  # NVlabs ConvEncoder output width is hard-coded to 256
+NORM_G = "spectralspadesyncbatch3x3"
+DEFAULTS = dict(size=128, ngf=32, ndf=64, num_d=2, use_vae=True, n_train=2000)
+ARCH_KEYS = ("size", "ngf", "ndf", "num_d", "n_layers_d", "use_vae", "n_train")
+
+
+# ------------------------------------------------------------------------------------------
+# World / data
+# ------------------------------------------------------------------------------------------
+
+
+def load_world(name: str):
+    """``landscape`` (tools/landscape.py) or a path to a module with the same API."""
+    if name.endswith(".py") or os.sep in name:
+        spec = importlib.util.spec_from_file_location("landscape_world", name)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    return importlib.import_module(name)
+
+
+def world_classes(world) -> list[tuple[int, str, tuple[int, int, int]]]:
+    classes = [(int(i), str(n), tuple(int(c) for c in rgb)) for i, n, rgb in world.CLASSES]
+    ids = [c[0] for c in classes]
+    if len(set(ids)) != len(ids) or not all(0 <= i < 256 for i in ids):
+        raise ValueError(f"CLASSES ids must be distinct uint8 values, got {ids}")
+    return classes
+
+
+def class_lut(classes) -> np.ndarray:
+    lut = np.full(256, 255, np.uint8)
+    for ch, (ade, _, _) in enumerate(classes):
+        lut[ade] = ch
+    return lut
+
+
+def world_hash(world, classes, size: int) -> str:
+    h = hashlib.sha1(repr((classes, size)).encode())
+    try:
+        h.update(open(inspect.getsourcefile(world), "rb").read())
+    except (TypeError, OSError):
+        pass
+    return h.hexdigest()[:10]
+
+
+def render(world, seeds, size: int, lut: np.ndarray, what: str) -> dict:
+    n = len(seeds)
+    labels = np.zeros((n, size, size), np.uint8)
+    images = np.zeros((n, size, size, 3), np.uint8)
+    captions = []
+    t0 = last = time.time()
+    for k, seed in enumerate(seeds):
+        lab, img, cap = world.sample(int(seed), size)
+        lab, img = np.asarray(lab), np.asarray(img)
+        if lab.shape != (size, size):  # NVlabs: labels PIL NEAREST, photos BICUBIC
+            lab = np.array(Image.fromarray(lab.astype(np.uint8)).resize((size, size), Image.NEAREST))
+        if img.shape[:2] != (size, size):
+            img = np.array(Image.fromarray(img.astype(np.uint8)).resize((size, size), Image.BICUBIC))
+        ch = lut[lab.astype(np.uint8)]
+        if (ch == 255).any():
+            bad = sorted(set(np.unique(lab[ch == 255]).tolist()))
+            raise ValueError(f"seed {seed}: label ids {bad} are not in CLASSES")
+        labels[k], images[k] = ch, img[..., :3]
+        captions.append(str(cap))
+        if time.time() - last > 10 or k == n - 1:
+            last = time.time()
+            el = last - t0
+            print(f"  rendering {what}: {k + 1}/{n}  {el:.0f}s  ETA {el / (k + 1) * (n - k - 1):.0f}s",
+                  flush=True)
+    return dict(labels=labels, images=images, captions=np.array(captions), seeds=np.array(seeds))
+
+
+def load_data(work: str, world, classes, size: int, n_train: int, n_eval: int) -> dict:
+    """Training + held-out arrays, rendered once and cached (atomic write)."""
+    if n_train > EVAL_SEED0:
+        raise ValueError(f"n_train must be <= {EVAL_SEED0} (seeds above are held out)")
+    path = os.path.join(work, f"data_{size}_{n_train}_{n_eval}_{world_hash(world, classes, size)}.npz")
+    if os.path.exists(path):
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    print(f"rendering the data set into {path}", flush=True)
+    lut = class_lut(classes)
+    tr = render(world, range(n_train), size, lut, "train")
+    ev = render(world, range(EVAL_SEED0, EVAL_SEED0 + n_eval), size, lut, "held-out")
+    d = {f"train_{k}": v for k, v in tr.items()}
+    d.update({f"eval_{k}": v for k, v in ev.items()})
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **d)
+    os.replace(tmp, path)
+    return d
+
+
+def to_tensors(labels: np.ndarray, images: np.ndarray, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lab = torch.from_numpy(np.ascontiguousarray(labels)).long()
+    seg = F.one_hot(lab, k).permute(0, 3, 1, 2).float().contiguous()
+    img = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    return seg, (img / 255.0 - 0.5) / 0.5  # ToTensor + Normalize(0.5, 0.5), as NVlabs
+
+
+# ------------------------------------------------------------------------------------------
+# Networks
+# ------------------------------------------------------------------------------------------
+
+
+def g_options(size: int, ngf: int, use_vae: bool, k: int) -> sr.Options:
+    return sr.Options(label_nc=k, contain_dontcare_label=False, no_instance=True, crop_size=size,
+                      aspect_ratio=1.0, num_upsampling_layers="normal", use_vae=use_vae,
+                      z_dim=Z_DIM, ngf=ngf, norm_G=NORM_G)
+
+
+def e_options(opt: sr.Options) -> sr.Options:
+    """Encoder options: the 6-layer NVlabs encoder even below crop 256 (see module docstring)."""
+    return dataclasses.replace(opt, crop_size=max(256, opt.crop_size))
+
+
+def spectral_instance(conv: nn.Conv2d) -> nn.Module:
+    """NVlabs get_nonspade_norm_layer('spectralinstance')."""
+    conv = nn.utils.spectral_norm(conv)
+    delattr(conv, "bias")
+    conv.register_parameter("bias", None)
+    return nn.Sequential(conv, nn.InstanceNorm2d(conv.out_channels, affine=False))
+
+
+class NLayerDiscriminator(nn.Module):
+    """NVlabs NLayerDiscriminator (PatchGAN); returns every layer's output."""
+
+    def __init__(self, input_nc: int, ndf: int, n_layers: int):
+        super().__init__()
+        kw, padw = 4, 2
+        nf = ndf
+        seq = [[nn.Conv2d(input_nc, nf, kw, stride=2, padding=padw), nn.LeakyReLU(0.2, False)]]
+        for n in range(1, n_layers):
+            nf_prev, nf = nf, min(nf * 2, 512)
+            stride = 1 if n == n_layers - 1 else 2
+            seq += [[spectral_instance(nn.Conv2d(nf_prev, nf, kw, stride=stride, padding=padw)),
+                     nn.LeakyReLU(0.2, False)]]
+        seq += [[nn.Conv2d(nf, 1, kw, stride=1, padding=padw)]]
+        for n, layers in enumerate(seq):
+            self.add_module(f"model{n}", nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for m in self.children():
+            x = m(x)
+            out.append(x)
+        return out
+
+
+class MultiscaleDiscriminator(nn.Module):
+    def __init__(self, input_nc: int, ndf: int, n_layers: int, num_d: int):
+        super().__init__()
+        for i in range(num_d):
+            self.add_module(f"discriminator_{i}", NLayerDiscriminator(input_nc, ndf, n_layers))
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        res = []
+        for d in self.children():
+            res.append(d(x))
+            x = F.avg_pool2d(x, kernel_size=3, stride=2, padding=1, count_include_pad=False)
+        return res
+
+
+@torch.no_grad()
+def init_weights(net: nn.Module, gain: float = 0.02) -> None:
+    """NVlabs init_weights('xavier', 0.02). For spectral-norm convs NVlabs writes through
+    ``m.weight.data``, which aliases ``weight_orig`` before the first forward; we init
+    ``weight_orig`` directly (same effect)."""
+    for m in net.modules():
+        name = m.__class__.__name__
+        if "BatchNorm2d" in name:
+            if getattr(m, "weight", None) is not None:
+                nn.init.normal_(m.weight, 1.0, gain)
+            if getattr(m, "bias", None) is not None:
+                nn.init.constant_(m.bias, 0.0)
+        elif ("Conv" in name or "Linear" in name) and hasattr(m, "weight"):
+            w = m.weight_orig if hasattr(m, "weight_orig") else m.weight
+            nn.init.xavier_normal_(w, gain=gain)
+            if getattr(m, "bias", None) is not None:
+                nn.init.constant_(m.bias, 0.0)
+
+
+def build_models(arch: dict, k: int):
+    opt = g_options(arch["size"], arch["ngf"], arch["use_vae"], k)
+    G = sr.SPADEGenerator(opt)
+    D = MultiscaleDiscriminator(k + 3, arch["ndf"], arch["n_layers_d"], arch["num_d"])
+    E = sr.ConvEncoder(e_options(opt)) if arch["use_vae"] else None
+    for net in (G, D, E):
+        if net is not None:
+            init_weights(net)
+            net.train()
+    return opt, G, D, E
+
+
+# ------------------------------------------------------------------------------------------
+# Losses (NVlabs models/networks/loss.py, hinge)
+# ------------------------------------------------------------------------------------------
+
+
+def hinge_d(preds: list[list[torch.Tensor]], real: bool) -> torch.Tensor:
+    loss = 0.0
+    for p in preds:
+        x = p[-1]
+        loss = loss + (F.relu(1 - x).mean() if real else F.relu(1 + x).mean())
+    return loss / len(preds)
+
+
+def hinge_g(preds: list[list[torch.Tensor]]) -> torch.Tensor:
+    return sum(-p[-1].mean() for p in preds) / len(preds)
+
+
+def feat_match(fake: list[list[torch.Tensor]], real: list[list[torch.Tensor]], w: float) -> torch.Tensor:
+    loss = 0.0
+    for pf, pr in zip(fake, real):
+        for a, b in zip(pf[:-1], pr[:-1]):
+            loss = loss + F.l1_loss(a, b.detach()) * w / len(fake)
+    return loss
+
+
+def split_preds(preds: list[list[torch.Tensor]], n: int):
+    fake = [[t[:n] for t in p] for p in preds]
+    real = [[t[n:] for t in p] for p in preds]
+    return fake, real
+
+
+def set_requires_grad(net: nn.Module, flag: bool) -> None:
+    for p in net.parameters():
+        p.requires_grad_(flag)
+
+
+# ------------------------------------------------------------------------------------------
+# Trainer
+# ------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    def __init__(self, a: argparse.Namespace, arch: dict, classes, data: dict):
+        self.a, self.arch, self.classes = a, arch, classes
+        self.k = len(classes)
+        self.opt, self.G, self.D, self.E = build_models(arch, self.k)
+        g_params = list(self.G.parameters()) + (list(self.E.parameters()) if self.E else [])
+        self.optG = torch.optim.Adam(g_params, lr=a.lr_g, betas=(0.0, 0.9))
+        self.optD = torch.optim.Adam(self.D.parameters(), lr=a.lr_d, betas=(0.0, 0.9))
+        self.labels, self.images = data["train_labels"], data["train_images"]
+        self.eval_labels, self.eval_images = data["eval_labels"], data["eval_images"]
+        self.rng = np.random.default_rng(a.seed)
+        self.perm, self.pos = self.rng.permutation(len(self.labels)), 0
+        self.step = 0
+        self.train_seconds = 0.0
+        random.seed(a.seed)
+        torch.manual_seed(a.seed)
+
+    # ---- data ---------------------------------------------------------------------------
+    def next_batch(self):
+        idx = []
+        while len(idx) < self.a.batch:
+            if self.pos >= len(self.perm):
+                self.perm, self.pos = self.rng.permutation(len(self.labels)), 0
+            idx.append(int(self.perm[self.pos]))
+            self.pos += 1
+        lab, img = self.labels[idx], self.images[idx]
+        if not self.a.no_flip:
+            flip = self.rng.random(len(idx)) < 0.5
+            lab = np.where(flip[:, None, None], lab[:, :, ::-1], lab)
+            img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
+        return to_tensors(lab, img, self.k)
+
+    # ---- one iteration --------------------------------------------------------------------
+    def encode(self, real: torch.Tensor):
+        mu, logvar = self.E(real)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) * self.a.lambda_kld
+        return z, kld
+
+    def discriminate(self, seg, fake, real):
+        x = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
+        return split_preds(self.D(x), fake.shape[0])
+
+    def train_step(self) -> dict:
+        a = self.a
+        seg, real = self.next_batch()
+        logs = {}
+        # --- generator (+ encoder) ---
+        set_requires_grad(self.D, False)
+        self.optG.zero_grad(set_to_none=True)
+        z, kld = (self.encode(real) if self.E is not None else (None, None))
+        fake = self.G(seg, z)
+        pf, pr = self.discriminate(seg, fake, real)
+        g_gan = hinge_g(pf)
+        g_feat = feat_match(pf, pr, a.lambda_feat)
+        loss = g_gan + g_feat
+        logs.update(G_gan=g_gan, G_feat=g_feat)
+        if kld is not None:
+            loss = loss + kld
+            logs["KLD"] = kld
+        if a.lambda_l1 > 0:
+            l1 = F.l1_loss(fake, real) * a.lambda_l1
+            loss = loss + l1
+            logs["L1"] = l1
+        loss.backward()
+        self.optG.step()
+        set_requires_grad(self.D, True)
+        # --- discriminator ---
+        self.optD.zero_grad(set_to_none=True)
+        if a.reuse_fake:
+            fake = fake.detach()
+        else:
+            with torch.no_grad():
+                z = self.encode(real)[0] if self.E is not None else None
+                fake = self.G(seg, z)
+        pf, pr = self.discriminate(seg, fake, real)
+        d_fake, d_real = hinge_d(pf, False), hinge_d(pr, True)
+        (d_fake + d_real).backward()
+        self.optD.step()
+        logs.update(D_fake=d_fake, D_real=d_real)
+        self.step += 1
+        return {k: float(v.detach()) for k, v in logs.items()}
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "format": "spadework-landscape-v1",
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "arch": dict(self.arch),
+            "classes": [[i, n, list(c)] for i, n, c in self.classes],
+            "g_options": dataclasses.asdict(self.opt),
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "E": self.E.state_dict() if self.E is not None else None,
+            "optG": self.optG.state_dict(),
+            "optD": self.optD.state_dict(),
+            "data": {"perm": torch.from_numpy(self.perm.astype(np.int64)), "pos": self.pos},
+            "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
+                    "python": random.getstate()},
+            "hparams": {k: getattr(self.a, k) for k in ("batch", "lr_g", "lr_d", "lambda_feat",
+                                                        "lambda_kld", "lambda_l1", "reuse_fake")},
+        }
+
+    def save(self) -> str:
+        path = os.path.join(self.a.work, f"ckpt_{self.step:07d}.pt")
+        tmp = path + f".tmp{os.getpid()}"
+        torch.save(self.state(), tmp)
+        os.replace(tmp, path)
+        for old in list_checkpoints(self.a.work)[self.a.keep:]:
+            os.remove(old[1])
+        return path
+
+    def load(self, ck: dict) -> None:
+        self.G.load_state_dict(ck["G"], strict=True)
+        self.D.load_state_dict(ck["D"], strict=True)
+        if self.E is not None:
+            self.E.load_state_dict(ck["E"], strict=True)
+        self.optG.load_state_dict(ck["optG"])
+        self.optD.load_state_dict(ck["optD"])
+        for optim, lr in ((self.optG, self.a.lr_g), (self.optD, self.a.lr_d)):
+            for g in optim.param_groups:
+                g["lr"] = lr  # the command line wins for hyper-parameters
+        self.step = int(ck["step"])
+        self.train_seconds = float(ck.get("train_seconds", 0.0))
+        self.perm, self.pos = ck["data"]["perm"].numpy(), int(ck["data"]["pos"])
+        torch.set_rng_state(ck["rng"]["torch"])
+        self.rng.bit_generator.state = ck["rng"]["numpy"]
+        random.setstate(_as_tuple(ck["rng"]["python"]))
+
+    # ---- sample grid -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_grid(self, path: str, n_train_rows: int = 2) -> None:
+        nets = [n for n in (self.G, self.E) if n is not None]
+        for n in nets:
+            n.eval()  # BN running stats, no SN power iteration: what the export will do
+        try:
+            labs = np.concatenate([self.eval_labels, self.labels[:n_train_rows]])
+            imgs = np.concatenate([self.eval_images, self.images[:n_train_rows]])
+            seg, real = to_tensors(labs, imgs, self.k)
+            cols = [real]
+            if self.E is not None:
+                mu, _ = self.E(real)
+                cols.append(self.G(seg, mu))
+                gen = torch.Generator().manual_seed(1234)
+                cols.append(self.G(seg, torch.randn(len(labs), Z_DIM, generator=gen)))
+            else:
+                cols.append(self.G(seg))
+        finally:
+            for n in nets:
+                n.train()
+        palette = np.array([c for _, _, c in self.classes], np.uint8)
+        rows = []
+        for i in range(len(labs)):
+            cells = [palette[labs[i]]] + [sr.tensor2im(c[i]) for c in cols]
+            rows.append(np.concatenate(cells, 1))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".tmp.png"
+        Image.fromarray(np.concatenate(rows, 0)).save(tmp)
+        os.replace(tmp, path)
+
+
+def _as_tuple(x):
+    return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
+
+
+def list_checkpoints(work: str) -> list[tuple[int, str]]:
+    """(step, path), newest first."""
+    out = []
+    for p in glob.glob(os.path.join(work, "ckpt_*.pt")):
+        m = re.fullmatch(r"ckpt_(\d+)\.pt", os.path.basename(p))
+        if m:
+            out.append((int(m.group(1)), p))
+    return sorted(out, reverse=True)
+
+
+def load_latest(work: str) -> Optional[dict]:
+    for step, p in list_checkpoints(work):
+        try:
+            return dict(torch.load(p, map_location="cpu", weights_only=True), _path=p)
+        except Exception as e:  # noqa: BLE001 — fall back to the previous checkpoint
+            print(f"warning: cannot read {p}: {e}", file=sys.stderr)
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# Progress
+# ------------------------------------------------------------------------------------------
+
+
+class Progress:
+    def __init__(self, start: int, total: int, budget_s: float):
+        self.start, self.total, self.budget_s = start, total, budget_s
+        self.t0 = time.time()
+        self.last = 0.0
+        self.ema: dict[str, float] = {}
+        try:
+            from tqdm import tqdm  # type: ignore
+            self.bar = tqdm(total=total, initial=start, dynamic_ncols=True)
+        except ImportError:
+            self.bar = None
+
+    def update(self, step: int, logs: dict, force: bool = False) -> None:
+        for k, v in logs.items():
+            self.ema[k] = v if k not in self.ema else 0.9 * self.ema[k] + 0.1 * v
+        txt = " ".join(f"{k} {v:.3f}" for k, v in self.ema.items())
+        if self.bar is not None:
+            self.bar.update(step - self.bar.n)
+            self.bar.set_postfix_str(txt, refresh=False)
+            return
+        now = time.time()
+        if not force and now - self.last < 20 and step - self.start > 3:
+            return
+        self.last = now
+        el = now - self.t0
+        done = step - self.start
+        ips = done / el if el > 0 else 0.0
+        eta = (self.total - step) / ips if ips > 0 else float("inf")
+        eta = min(eta, max(0.0, self.budget_s - el))
+        print(f"step {step}/{self.total}  {ips:.3f} it/s  {el / 60:.1f} min  "
+              f"ETA {eta / 60:.1f} min  {txt}", flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default="/work/landscape_run", help="run directory")
+    p.add_argument("--world", default="landscape",
+                   help="module name or .py path with CLASSES and sample(seed, size)")
+    g = p.add_argument_group("architecture (default: the checkpoint's when resuming)")
+    g.add_argument("--size", type=int, help=f"crop_size (default {DEFAULTS['size']})")
+    g.add_argument("--ngf", type=int, help=f"(default {DEFAULTS['ngf']})")
+    g.add_argument("--ndf", type=int, help=f"(default {DEFAULTS['ndf']})")
+    g.add_argument("--num-d", type=int, help=f"D scales (default {DEFAULTS['num_d']})")
+    g.add_argument("--n-layers-d", type=int, help="(default 4 at size >= 256, else 3)")
+    g.add_argument("--use-vae", action=argparse.BooleanOptionalAction, default=None,
+                   help="ConvEncoder + KL + Linear fc (default on)")
+    g.add_argument("--n-train", type=int, help=f"training seeds [0, N) (default {DEFAULTS['n_train']})")
+    p.add_argument("--n-eval", type=int, default=4, help="held-out seeds drawn in the grids")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, default=2200, help="total steps")
+    p.add_argument("--max-minutes", type=float, default=120.0, help="wall-clock budget of this run")
+    p.add_argument("--save-every", type=int, default=100, help="steps (~5 min at the defaults)")
+    p.add_argument("--sample-every", type=int, default=100, help="steps")
+    p.add_argument("--keep", type=int, default=2, help="checkpoints kept")
+    p.add_argument("--lr-g", type=float, default=1e-4)
+    p.add_argument("--lr-d", type=float, default=4e-4)
+    p.add_argument("--lambda-feat", type=float, default=10.0)
+    p.add_argument("--lambda-kld", type=float, default=0.05)
+    p.add_argument("--lambda-l1", type=float, default=1.0, help="0 = pure SPADE objective")
+    p.add_argument("--reuse-fake", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--no-flip", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--bench", type=int, default=0, metavar="N",
+                   help="time N steps (after 2 warm-up steps) on the data, print it/s, save nothing")
+    return p.parse_args(argv)
+
+
+def resolve_arch(a: argparse.Namespace, ck: Optional[dict]) -> dict:
+    given = {k: getattr(a, k) for k in ARCH_KEYS if getattr(a, k) is not None}
+    if ck is not None:
+        arch = dict(ck["arch"])
+        bad = {k: (v, arch.get(k)) for k, v in given.items() if arch.get(k) != v}
+        if bad:
+            raise SystemExit(f"{ck['_path']} was trained with a different architecture "
+                             f"(flag, checkpoint): {bad}; use another --work or matching flags")
+        return arch
+    arch = dict(DEFAULTS)
+    arch.update(given)
+    if arch.get("n_layers_d") is None:
+        arch["n_layers_d"] = 4 if arch["size"] >= 256 else 3
+    if arch["size"] % 32:
+        raise SystemExit("--size must be a multiple of 32 (5 upsamplings from sw = size/32)")
+    return arch
+
+
+def main(argv=None) -> None:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.work, exist_ok=True)
+    ck = None if a.bench else load_latest(a.work)
+    arch = resolve_arch(a, ck)
+    world = load_world(a.world)
+    classes = world_classes(world)
+    if ck is not None:
+        ck_classes = [(int(i), str(n), tuple(c)) for i, n, c in ck["classes"]]
+        if ck_classes != classes:
+            raise SystemExit(f"{ck['_path']}: CLASSES changed since the checkpoint was written")
+    data = load_data(a.work, world, classes, arch["size"], arch["n_train"], a.n_eval)
+    tr = Trainer(a, arch, classes, data)
+    nparams = {n: sum(p.numel() for p in m.parameters())
+               for n, m in (("G", tr.G), ("D", tr.D), ("E", tr.E)) if m is not None}
+    print(f"arch {arch}  K={tr.k}  params {nparams}  batch {a.batch}  threads {a.threads}", flush=True)
+
+    if a.bench:
+        for _ in range(2):
+            tr.train_step()
+        t0 = time.perf_counter()
+        for _ in range(a.bench):
+            tr.train_step()
+        dt = (time.perf_counter() - t0) / a.bench
+        print(json.dumps({"s_per_step": round(dt, 3), "it_per_s": round(1 / dt, 4),
+                          "img_per_s": round(a.batch / dt, 4),
+                          "steps_in_2h": int(7200 / dt), "batch": a.batch, **arch}))
+        return
+
+    if ck is not None:
+        tr.load(ck)
+        print(f"resumed from {ck['_path']} (step {tr.step}, {tr.train_seconds / 60:.1f} min trained)")
+        del ck
+    stop = {"flag": False}
+
+    def on_signal(signum, frame):  # finish the step, save, exit
+        stop["flag"] = True
+        print(f"\nsignal {signum}: stopping after this step", flush=True)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    t_start = time.time()
+    budget = a.max_minutes * 60
+    prog = Progress(tr.step, a.steps, budget)
+    log = open(os.path.join(a.work, "log.jsonl"), "a")
+    step_time = 0.0
+    saved_at = tr.step
+    try:
+        while tr.step < a.steps and not stop["flag"]:
+            if time.time() - t_start + 1.2 * step_time > budget:
+                print("time budget reached")
+                break
+            t0 = time.time()
+            logs = tr.train_step()
+            dt = time.time() - t0
+            step_time = dt if step_time == 0 else 0.9 * step_time + 0.1 * dt
+            tr.train_seconds += dt
+            prog.update(tr.step, logs)
+            if tr.step % 10 == 0:
+                log.write(json.dumps({"step": tr.step, "t": round(tr.train_seconds, 1), **logs}) + "\n")
+                log.flush()
+            if a.sample_every and tr.step % a.sample_every == 0:
+                tr.sample_grid(os.path.join(a.work, "samples", f"step_{tr.step:06d}.png"))
+            if a.save_every and tr.step % a.save_every == 0:
+                tr.save()
+                saved_at = tr.step
+    finally:  # an exception propagates without saving a possibly half-updated state
+        prog.close()
+        log.close()
+    if tr.step != saved_at or not list_checkpoints(a.work):
+        path = tr.save()
+        tr.sample_grid(os.path.join(a.work, "samples", f"step_{tr.step:06d}.png"))
+        print(f"saved {path}")
+    print(f"done: step {tr.step}/{a.steps}, {tr.train_seconds / 60:.1f} min trained in total; "
+          f"export with: python3 {os.path.join(HERE, 'export_landscape.py')} --work {a.work}")
+
+
+if __name__ == "__main__":
+    main()
