@@ -2,6 +2,7 @@
 // instance-edge channel), computed as a gather (SPADE_SPEC §6): for each output pixel and tap,
 // add the weight column of the tap's label instead of multiplying 0s and 1s.
 //   out[co, y, x] = bias[co] + sum_{taps in image} ( W[co, label(y', x'), tap] + edge(y', x') * W[co, edge_ch, tap] )
+// With relu = 1 the output is max(0, ·) (SPADE's mlp_shared is conv → ReLU).
 // Input seg: [2, H, W] f32 — channel 0 the label channel index (exact small integers), channel 1
 // the edge bit. Weights packed [tap][channel][cout4] as vec4. Same result as conv2d on the dense
 // one-hot up to summation order.
@@ -9,7 +10,7 @@
 struct Params {
     h: u32, w: u32, channels: u32, cout: u32,
     cout4: u32, kh: u32, kw: u32, pad: u32,
-    has_edge: u32, edge_ch: u32, _p0: u32, _p1: u32,
+    has_edge: u32, edge_ch: u32, relu: u32, _p1: u32,
 }
 
 @group(0) @binding(0) var<storage, read> seg: array<f32>;
@@ -43,6 +44,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
                 acc += wt[(tap * p.channels + p.edge_ch) * p.cout4 + co4];
             }
         }
+    }
+    if (p.relu != 0u) {
+        acc = max(acc, vec4<f32>(0.0));
     }
     for (var i = 0u; i < 4u; i++) {
         let co = co4 * 4u + i;

@@ -314,18 +314,21 @@ fn onehot_gather_conv_matches_dense_conv_on_both_backends() {
         let edges = edge.then(|| ops::segmap::edges_cpu(&inst, h, w));
         for d in devices() {
             let lm = label_map(&d, &labels, edges.as_deref(), h, w).unwrap();
-            let got = OneHotConv::new(&d, &wt, [cout, chans, k, k], &b, edge, k / 2)
-                .unwrap()
-                .forward(&lm)
-                .unwrap()
-                .to_vec()
-                .unwrap();
-            close(
-                &got,
-                &want,
-                1e-5,
-                &format!("onehot conv {h}x{w} c{classes} edge {edge} on {d:?}"),
-            );
+            for relu in [false, true] {
+                let conv =
+                    OneHotConv::new(&d, &wt, [cout, chans, k, k], &b, edge, k / 2, relu).unwrap();
+                let got = conv.forward(&lm).unwrap().to_vec().unwrap();
+                let want: Vec<f32> = want
+                    .iter()
+                    .map(|&v| if relu { v.max(0.0) } else { v })
+                    .collect();
+                close(
+                    &got,
+                    &want,
+                    1e-5,
+                    &format!("onehot conv {h}x{w} c{classes} edge {edge} relu {relu} on {d:?}"),
+                );
+            }
         }
     }
 }

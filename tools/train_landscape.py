@@ -349,6 +349,8 @@ class Trainer:
     def __init__(self, a: argparse.Namespace, arch: dict, classes, data: dict):
         self.a, self.arch, self.classes = a, arch, classes
         self.k = len(classes)
+        random.seed(a.seed)
+        torch.manual_seed(a.seed)  # before building: init and spectral-norm u/v draw from it
         self.opt, self.G, self.D, self.E = build_models(arch, self.k)
         g_params = list(self.G.parameters()) + (list(self.E.parameters()) if self.E else [])
         self.optG = torch.optim.Adam(g_params, lr=a.lr_g, betas=(0.0, 0.9))
@@ -359,8 +361,6 @@ class Trainer:
         self.perm, self.pos = self.rng.permutation(len(self.labels)), 0
         self.step = 0
         self.train_seconds = 0.0
-        random.seed(a.seed)
-        torch.manual_seed(a.seed)
 
     # ---- data ---------------------------------------------------------------------------
     def next_batch(self):

@@ -44,10 +44,11 @@ impl Loader<'_> {
         shape: [usize; 4],
         has_edge: bool,
         pad: usize,
+        relu: bool,
     ) -> Result<OneHotConv> {
         let w = self.store.get(&format!("{name}.weight"), &shape)?;
         let b = self.store.get(&format!("{name}.bias"), &shape[..1])?;
-        OneHotConv::new(self.device, w, shape, b, has_edge, pad)
+        OneHotConv::new(self.device, w, shape, b, has_edge, pad, relu)
     }
     pub fn linear(&self, name: &str, shape: [usize; 2]) -> Result<Linear> {
         let w = self.store.get(&format!("{name}.weight"), &shape)?;
@@ -141,6 +142,7 @@ impl Spade {
             [NHIDDEN, cfg.semantic_nc(), ks, ks],
             !cfg.no_instance,
             pad,
+            true, // mlp_shared = Sequential(conv, ReLU)
         )?;
         let shape = [c, NHIDDEN, ks, ks];
         let gw = l.store.get(&format!("{prefix}.mlp_gamma.weight"), &shape)?;
@@ -164,7 +166,7 @@ impl Spade {
 
     /// `seg` must already be at x's resolution (see [`SegPyramid`]). `act` fuses a leaky-ReLU.
     fn forward(&self, x: &Tensor, seg: &Tensor, act: Option<f32>) -> Result<Tensor> {
-        let actv = ops::relu(&self.mlp_shared.forward(seg)?)?;
+        let actv = self.mlp_shared.forward(seg)?; // conv + ReLU
         let gamma_beta = self.mlp_gamma_beta.forward(&actv)?;
         drop(actv);
         ops::modulate(x, &self.param_free_norm, &gamma_beta, act)
@@ -307,6 +309,7 @@ impl SpadeGenerator {
                 [16 * nf, cfg.semantic_nc(), 3, 3],
                 !cfg.no_instance,
                 1,
+                false,
             )?)
         };
         let blocks = cfg.blocks()?;

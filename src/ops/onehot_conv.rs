@@ -18,6 +18,8 @@ pub struct OneHotConv {
     pub kh: usize,
     pub kw: usize,
     pub pad: usize,
+    /// Apply ReLU to the output (fused).
+    pub relu: bool,
     /// `[tap][channel][cout]` (GPU: cout padded to a multiple of 4).
     weight: Tensor,
     bias: Tensor,
@@ -33,6 +35,7 @@ impl OneHotConv {
         bias: &[f32],
         has_edge: bool,
         pad: usize,
+        relu: bool,
     ) -> Result<OneHotConv> {
         let [cout, channels, kh, kw] = shape;
         if weight.len() != cout * channels * kh * kw || bias.len() != cout {
@@ -62,6 +65,7 @@ impl OneHotConv {
             kh,
             kw,
             pad,
+            relu,
             weight: Tensor::from_vec(device, &[packed.len()], packed)?,
             bias: Tensor::from_vec(device, &[cpad], b)?,
         })
@@ -95,7 +99,7 @@ impl OneHotConv {
                     self.pad,
                     self.has_edge as usize,
                     self.channels - 1,
-                    0,
+                    self.relu as usize,
                     0,
                 ]
                 .map(|v| v as u32);
@@ -155,6 +159,9 @@ impl OneHotConv {
                             }
                         }
                     }
+                }
+                if self.relu {
+                    acc.iter_mut().for_each(|v| *v = v.max(0.0));
                 }
                 acc
             })
