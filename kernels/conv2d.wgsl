@@ -1,9 +1,10 @@
 // conv2d: implicit-GEMM convolution, register-blocked, no shared memory.
 //
-// Each invocation computes a 4 (output channels) x 4 (consecutive output pixels) tile:
-// for every reduction index k = (ci, ky, kx) it loads one vec4 of weights (4 output channels,
-// contiguous because the weights are packed [K][cout4] on upload) and 4 input values, and does
-// 16 multiply-adds. Out-of-image taps read 0 (zero padding). Any kernel size, stride, padding.
+// Each invocation computes an 8 (output channels) x 4 (consecutive output pixels) tile:
+// for every reduction index k = (ci, ky, kx) it loads two vec4s of weights (8 output channels,
+// contiguous because the weights are packed [K][cout4] on upload, cout4 even) and 4 input
+// values, and does 32 multiply-adds. (Measured on lavapipe, up_2.conv_0: 8x4 is ~20 % faster
+// than 4x4; a 64-pixel x 8-channel layout with workgroup-uniform weights was ~1.6x slower.) Out-of-image taps read 0 (zero padding). Any kernel size, stride, padding.
 //
 // Bindings: x [N, Cin, H, W] f32; wt [K][cout4] vec4; bias [cout4] vec4 (ignored if has_bias=0);
 // y [N, Cout, OH, OW] f32.
@@ -30,7 +31,7 @@ fn tap(base: u32, iy: i32, ix: i32) -> f32 {
 
 @compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let co4 = gid.x;
+    let co4 = gid.x * 2u;
     let npix = p.oh * p.ow;
     let q0 = gid.y * 4u;
     let n = gid.z;
@@ -53,6 +54,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0);
+    var b1 = vec4<f32>(0.0);
+    var b2 = vec4<f32>(0.0);
+    var b3 = vec4<f32>(0.0);
     let hw = p.h * p.w;
     var widx = co4;
     for (var ci = 0u; ci < p.cin; ci++) {
@@ -60,17 +65,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var ky = 0; ky < i32(p.kh); ky++) {
             for (var kx = 0; kx < i32(p.kw); kx++) {
                 let wv = wt[widx];
+                let wu = wt[widx + 1u];
                 widx += p.cout4;
-                a0 += wv * tap(base, y0 + ky, x0 + kx);
-                a1 += wv * tap(base, y1 + ky, x1 + kx);
-                a2 += wv * tap(base, y2 + ky, x2 + kx);
-                a3 += wv * tap(base, y3 + ky, x3 + kx);
+                let t0 = tap(base, y0 + ky, x0 + kx);
+                let t1 = tap(base, y1 + ky, x1 + kx);
+                let t2 = tap(base, y2 + ky, x2 + kx);
+                let t3 = tap(base, y3 + ky, x3 + kx);
+                a0 += wv * t0; a1 += wv * t1; a2 += wv * t2; a3 += wv * t3;
+                b0 += wu * t0; b1 += wu * t1; b2 += wu * t2; b3 += wu * t3;
             }
         }
     }
     if (p.has_bias != 0u) {
         let b = bias[co4];
         a0 += b; a1 += b; a2 += b; a3 += b;
+        let c = bias[co4 + 1u];
+        b0 += c; b1 += c; b2 += c; b3 += c;
     }
     let ybase = n * p.cout * npix;
     for (var i = 0u; i < 4u; i++) {
@@ -81,6 +91,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             if (q0 + 1u < npix) { y[o + 1u] = a1[i]; }
             if (q0 + 2u < npix) { y[o + 2u] = a2[i]; }
             if (q0 + 3u < npix) { y[o + 3u] = a3[i]; }
+        }
+        let cb = co + 4u;
+        if (cb < p.cout) {
+            let o = ybase + cb * npix + q0;
+            y[o] = b0[i];
+            if (q0 + 1u < npix) { y[o + 1u] = b1[i]; }
+            if (q0 + 2u < npix) { y[o + 2u] = b2[i]; }
+            if (q0 + 3u < npix) { y[o + 3u] = b3[i]; }
         }
     }
 }
