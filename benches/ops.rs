@@ -10,7 +10,9 @@ use spadework::ops::{Conv2d, OneHotConv};
 use std::time::Instant;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -18,7 +20,10 @@ fn main() -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--test" || a == "--list") {
         return Ok(());
     }
-    let iters: usize = arg(&args, "--iters").map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let iters: usize = arg(&args, "--iters")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(3);
     let filter = arg(&args, "--filter").unwrap_or_default();
     let choices = match arg(&args, "--backend").as_deref() {
         Some("gpu") => vec![BackendChoice::Gpu],
@@ -41,7 +46,14 @@ fn main() -> anyhow::Result<()> {
             if !name.contains(&filter) {
                 continue;
             }
-            let conv = Conv2d::new(&d, &rng(cout * cin * k * k, 1), [cout, cin, k, k], Some(&rng(cout, 2)), 1, k / 2)?;
+            let conv = Conv2d::new(
+                &d,
+                &rng(cout * cin * k * k, 1),
+                [cout, cin, k, k],
+                Some(&rng(cout, 2)),
+                1,
+                k / 2,
+            )?;
             let x = Tensor::from_vec(&d, &[1, cin, hw, hw], rng(cin * hw * hw, 3))?;
             let flop = 2.0 * (cout * cin * k * k * hw * hw) as f64;
             time(&d, name, flop, iters, || conv.forward(&x).map(drop))?;
@@ -49,17 +61,39 @@ fn main() -> anyhow::Result<()> {
         let name = "up_3 mlp_shared one-hot 151→128 @256";
         if name.contains(&filter) {
             let (hw, nc) = (256, 151);
-            let conv = OneHotConv::new(&d, &rng(128 * nc * 9, 4), [128, nc, 3, 3], &rng(128, 5), false, 1, true)?;
-            let labels: Vec<u32> = (0..hw * hw).map(|i| ((i / hw / 16 * 7 + i % hw / 16 * 3) % nc) as u32).collect();
+            let conv = OneHotConv::new(
+                &d,
+                &rng(128 * nc * 9, 4),
+                [128, nc, 3, 3],
+                &rng(128, 5),
+                false,
+                1,
+                true,
+            )?;
+            let labels: Vec<u32> = (0..hw * hw)
+                .map(|i| ((i / hw / 16 * 7 + i % hw / 16 * 3) % nc) as u32)
+                .collect();
             let lm = spadework::ops::onehot_conv::label_map(&d, &labels, None, hw, hw)?;
             // FLOPs of the dense conv it replaces.
-            time(&d, name, 2.0 * (128 * nc * 9 * hw * hw) as f64, iters, || conv.forward(&lm).map(drop))?;
+            time(
+                &d,
+                name,
+                2.0 * (128 * nc * 9 * hw * hw) as f64,
+                iters,
+                || conv.forward(&lm).map(drop),
+            )?;
         }
     }
     Ok(())
 }
 
-fn time(d: &Device, name: &str, flop: f64, iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<()> {
+fn time(
+    d: &Device,
+    name: &str,
+    flop: f64,
+    iters: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     f()?;
     d.sync()?;
     let mut ms = Vec::new();

@@ -63,12 +63,19 @@ fn main() -> anyhow::Result<()> {
     };
     let (h, w) = cfg.map_size();
     let map = match arg(&args, "--map") {
-        Some(m) => spadework::io::labels::prepare(
-            &cfg,
-            &spadework::io::labels::read_map_png(m.as_ref())?,
-            &m,
-            None,
-        )?,
+        Some(m) => {
+            let inst = arg(&args, "--instance")
+                .map(|p| spadework::io::labels::read_map_png(p.as_ref()))
+                .transpose()?;
+            let read = spadework::io::labels::read_map_png(m.as_ref())?;
+            spadework::io::labels::prepare(
+                &cfg,
+                &read,
+                &m,
+                inst.as_ref().map(|i| (i, "instance")),
+                None,
+            )?
+        }
         None => {
             // Blocky synthetic layout over all classes.
             let labels = (0..h * w)
