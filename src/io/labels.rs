@@ -128,6 +128,7 @@ pub fn colors_to_ids(rgb: &[[u8; 3]], cfg: &SpadeConfig, what: &str) -> Result<V
 }
 
 /// The prepared net input on the host: label ids and optional instance ids at the model's map size.
+#[derive(Debug)]
 pub struct PreparedMap {
     pub h: usize,
     pub w: usize,

@@ -1,0 +1,120 @@
+//! The example maps (palette PNGs in ADE20K ids and colours) run through a model with a class
+//! list: ids map to the model's channels, colour-coded copies map through the palette, and an id
+//! the model does not know is refused naming its classes (or remapped with --unknown-as).
+mod common;
+use spadework::backend::Device;
+use spadework::io::labels::{self, Pixels};
+use spadework::models::SpadeConfig;
+use spadework::models::config::ClassInfo;
+use std::path::PathBuf;
+
+fn maps_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("maps")
+}
+
+fn landscape_cfg() -> SpadeConfig {
+    let classes: Vec<ClassInfo> =
+        serde_json::from_str(&std::fs::read_to_string(maps_dir().join("classes.json")).unwrap())
+            .unwrap();
+    SpadeConfig {
+        label_nc: classes.len(),
+        contain_dontcare_label: false,
+        no_instance: true,
+        crop_size: 64,
+        ngf: 2,
+        classes,
+        ..SpadeConfig::nvlabs_defaults()
+    }
+}
+
+#[test]
+fn every_example_map_renders_with_a_class_list_model() {
+    let cfg = landscape_cfg();
+    let store = spadework::weights::random::random_store(&cfg, 3).unwrap();
+    let model = spadework::render::Model::from_store(&store, &Device::Cpu).unwrap();
+    let mut seen = vec![false; cfg.label_nc];
+    let mut n = 0;
+    for e in std::fs::read_dir(maps_dir()).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if !name.ends_with(".png") || name.ends_with("_render.png") {
+            continue;
+        }
+        let map = labels::read_map_png(&p).unwrap();
+        assert!(
+            matches!(map.pixels, Pixels::Ids(_)),
+            "{name} should be a palette PNG of ids"
+        );
+        let prepared = labels::prepare(&cfg, &map, &name, None, None).unwrap();
+        for &l in &prepared.labels {
+            seen[l as usize] = true;
+        }
+        let (out, (h, w)) = model.render(&prepared, None).unwrap();
+        assert_eq!((h, w), (64, 64));
+        assert!(out.iter().all(|v| v.is_finite() && v.abs() <= 1.0));
+        n += 1;
+    }
+    assert!(n >= 8, "expected at least 8 example maps, found {n}");
+    assert!(
+        seen.iter().all(|&s| s),
+        "every class appears in some example map: {seen:?}"
+    );
+}
+
+#[test]
+fn colour_coded_copy_gives_the_same_labels_and_unknown_ids_are_named() {
+    let cfg = landscape_cfg();
+    let map = labels::read_map_png(&maps_dir().join("lake.png")).unwrap();
+    let Pixels::Ids(ids) = &map.pixels else {
+        panic!()
+    };
+    let rgb: Vec<[u8; 3]> = ids
+        .iter()
+        .map(|&id| cfg.classes.iter().find(|c| c.id == id).unwrap().color)
+        .collect();
+    let colour = labels::MapImage {
+        width: map.width,
+        height: map.height,
+        pixels: Pixels::Rgb(rgb),
+    };
+    let a = labels::prepare(&cfg, &map, "lake.png", None, None).unwrap();
+    let b = labels::prepare(&cfg, &colour, "lake-rgb", None, None).unwrap();
+    assert_eq!(a.labels, b.labels);
+
+    let mut bad = ids.clone();
+    bad[0] = 150; // ADE "flag": not a landscape class
+    let bad = labels::MapImage {
+        width: map.width,
+        height: map.height,
+        pixels: Pixels::Ids(bad),
+    };
+    let e = labels::prepare(
+        &SpadeConfig {
+            crop_size: map.width,
+            ..cfg.clone()
+        },
+        &bad,
+        "bad.png",
+        None,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("150") && e.contains("3 sky") && e.contains("--unknown-as"),
+        "{e}"
+    );
+    let ok = labels::prepare(
+        &SpadeConfig {
+            crop_size: map.width,
+            ..cfg.clone()
+        },
+        &bad,
+        "bad.png",
+        None,
+        Some("grass"),
+    )
+    .unwrap();
+    let grass = cfg.classes.iter().position(|c| c.name == "grass").unwrap() as u32;
+    assert_eq!(ok.labels[0], grass);
+}
