@@ -57,11 +57,12 @@ def clean_sd(sd: dict) -> "OrderedDict[str, torch.Tensor]":
 
 def held_out_map(work: str, size: int, classes) -> np.ndarray | None:
     """A held-out label map (ADE ids) from the training data cache, if present."""
-    for p in sorted(glob.glob(os.path.join(work, f"data_{size}_*.npz"))):
+    for p in sorted(glob.glob(os.path.join(work, f"eval_{size}_*.npz")), key=os.path.getmtime,
+                    reverse=True):
         with np.load(p) as z:
-            if "eval_labels" in z.files and len(z["eval_labels"]):
+            if "labels" in z.files and len(z["labels"]):
                 ids = np.array([c[0] for c in classes], np.uint8)
-                return ids[z["eval_labels"][0]]
+                return ids[z["labels"][0]]
     return None
 
 

@@ -11,7 +11,8 @@ Data
 ``sample(seed, size) -> (label HxW uint8 ADE ids, image HxWx3 uint8, caption)``. Seeds
 ``[0, n_train)`` are rendered once into ``<work>/data_<size>_<n>_<hash>.npz`` (the hash covers
 CLASSES, the size and landscape.py's source, so a changed world re-renders); seeds
-``>= 1_000_000`` are held out (never trained on) and drawn in the sample grids. ADE ids are
+``>= 1_000_000`` are held out (never trained on), cached in ``eval_<size>_<n>_<hash>.npz`` and
+drawn in the sample grids. ADE ids are
 mapped to the compact channel index (position in CLASSES); one-hot with
 ``label_nc = len(CLASSES)``, no dontcare, no instance channel. Random horizontal flips.
 
@@ -51,23 +52,26 @@ KL(mu, logvar) summed, weight ``--lambda-kld`` 0.05 (VAE); TTUR Adam betas (0, 0
   the BN running stats are then updated once per step instead of twice.
 * Order per step: G(+E) update, then D update (as NVlabs' trainer).
 
-Throughput and defaults (measured, 2 shared CPU cores, torch 2.15, threads 2)
---------------------------------------------------------------------------------
-Measured with ``--bench 10`` (10 steps after 2 warm-up steps, stand-in data), size 128, ngf 32,
-ndf 64, n_layers_D 3, VAE on, L1 on, reuse-fake on:
+Throughput and defaults (measured, 2 CPU cores shared with other jobs, torch 2.15, 2 threads)
+---------------------------------------------------------------------------------------------
+``--bench 10`` (10 steps after 2 warm-up steps, stand-in data), size 128, ngf 32, ndf 64,
+n_layers_D 3, VAE on, L1 on, reuse-fake on. Load average ~2 (the cores to ourselves):
 
-    batch 1: 1.20 s/step  (0.83 img/s)
-    batch 2: 1.76 s/step  (1.14 img/s)
-    batch 4: 3.05 s/step  (1.31 img/s)   <- default
-    batch 8: 6.2  s/step  (1.29 img/s)
+    batch 2: 1.48 s/step  (0.68 it/s, 1.35 img/s)
+    batch 4: 2.44-2.59 s/step  (0.386-0.41 it/s, 1.54-1.64 img/s)   <- default
+    batch 8: 4.72-4.89 s/step  (0.20-0.21 it/s, 1.64-1.70 img/s)
 
-Batch 4 gives the best images/s (bigger buys nothing on 2 cores) and usable BatchNorm statistics.
-At ~3.05 s/step a 2-hour run is ~2,350 steps (~9,400 images); ``--steps 2200`` leaves room for
-rendering the data set (``--n-train 2000`` images, i.e. ~4.7 epochs) and the periodic saves /
-sample grids; ``--max-minutes 120`` stops it cleanly in any case. ``--save-every 100`` steps is
-~5 minutes of work; sample grids every 100 steps. ngf 32 keeps netG at ~7.5 M parameters
-(ngf 64: 4x the main-conv cost). The cost is dominated by the SPADE mlp_gamma/beta convs at
-64x64 and 128x128 (their hidden width 128 is fixed by NVlabs), so halving ngf saves less than 2x.
+With other jobs on the cores (load 3-5) batch 4 took 4.2-11 s/step. Batch 4 is as fast per
+image as batch 8 with twice the updates, and gives BatchNorm usable batch statistics. At
+~2.5 s/step two hours are ~2,900 steps: ``--steps 2700`` leaves room for rendering the data
+(``--n-train 4000`` images: landscape.py takes ~15 ms per 128x128 sample, so ~1 min and 260 MB;
+~2.7 epochs) and the saves / sample grids; ``--max-minutes 120``
+stops the run cleanly if the cores are shared (then ~700-1,700 steps). ``--save-every 120`` and
+``--sample-every 120`` steps are ~5 minutes of work. A checkpoint is ~440 MB (G 31.7 M, D 1.35 M,
+E 3.67 M parameters + Adam moments); the last 2 are kept.
+netG forward cost at 128x128 per image: 15.4 G MAC at ngf 32 (12.7 G of it in the SPADE
+mlp_* convs, whose hidden width 128 is fixed by NVlabs), 7.6 G at ngf 16, 34.9 G at ngf 64;
+netD 1.06 G per image (both scales). ``--ngf 16`` would buy ~1.6-2x more steps at lower capacity.
 
 Checkpoints / resume
 --------------------
@@ -91,7 +95,6 @@ import importlib
 import importlib.util
 import inspect
 import json
-import math
 import os
 import random
 import re
@@ -113,7 +116,7 @@ import spade_reference as sr  # noqa: E402
 EVAL_SEED0 = 1_000_000  # seeds >= this are held out
 Z_DIM = 256  # NVlabs ConvEncoder output width is hard-coded to 256
 NORM_G = "spectralspadesyncbatch3x3"
-DEFAULTS = dict(size=128, ngf=32, ndf=64, num_d=2, use_vae=True, n_train=2000)
+DEFAULTS = dict(size=128, ngf=32, ndf=64, num_d=2, use_vae=True, n_train=4000)
 ARCH_KEYS = ("size", "ngf", "ndf", "num_d", "n_layers_d", "use_vae", "n_train")
 
 
@@ -183,23 +186,30 @@ def render(world, seeds, size: int, lut: np.ndarray, what: str) -> dict:
     return dict(labels=labels, images=images, captions=np.array(captions), seeds=np.array(seeds))
 
 
-def load_data(work: str, world, classes, size: int, n_train: int, n_eval: int) -> dict:
-    """Training + held-out arrays, rendered once and cached (atomic write)."""
-    if n_train > EVAL_SEED0:
-        raise ValueError(f"n_train must be <= {EVAL_SEED0} (seeds above are held out)")
-    path = os.path.join(work, f"data_{size}_{n_train}_{n_eval}_{world_hash(world, classes, size)}.npz")
+def _cached(path: str, make) -> dict:
     if os.path.exists(path):
         with np.load(path) as z:
             return {k: z[k] for k in z.files}
-    print(f"rendering the data set into {path}", flush=True)
-    lut = class_lut(classes)
-    tr = render(world, range(n_train), size, lut, "train")
-    ev = render(world, range(EVAL_SEED0, EVAL_SEED0 + n_eval), size, lut, "held-out")
-    d = {f"train_{k}": v for k, v in tr.items()}
-    d.update({f"eval_{k}": v for k, v in ev.items()})
+    print(f"rendering {path}", flush=True)
+    d = make()
     tmp = path + ".tmp.npz"
     np.savez(tmp, **d)
     os.replace(tmp, path)
+    return d
+
+
+def load_data(work: str, world, classes, size: int, n_train: int, n_eval: int) -> dict:
+    """Training and held-out arrays, each rendered once and cached (atomic write)."""
+    if n_train > EVAL_SEED0:
+        raise ValueError(f"n_train must be <= {EVAL_SEED0} (seeds above are held out)")
+    h = world_hash(world, classes, size)
+    lut = class_lut(classes)
+    tr = _cached(os.path.join(work, f"data_{size}_{n_train}_{h}.npz"),
+                 lambda: render(world, range(n_train), size, lut, "train"))
+    ev = _cached(os.path.join(work, f"eval_{size}_{n_eval}_{h}.npz"),
+                 lambda: render(world, range(EVAL_SEED0, EVAL_SEED0 + n_eval), size, lut, "held-out"))
+    d = {f"train_{k}": v for k, v in tr.items()}
+    d.update({f"eval_{k}": v for k, v in ev.items()})
     return d
 
 
@@ -594,10 +604,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--n-train", type=int, help=f"training seeds [0, N) (default {DEFAULTS['n_train']})")
     p.add_argument("--n-eval", type=int, default=4, help="held-out seeds drawn in the grids")
     p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--steps", type=int, default=2200, help="total steps")
+    p.add_argument("--steps", type=int, default=2700, help="total steps")
     p.add_argument("--max-minutes", type=float, default=120.0, help="wall-clock budget of this run")
-    p.add_argument("--save-every", type=int, default=100, help="steps (~5 min at the defaults)")
-    p.add_argument("--sample-every", type=int, default=100, help="steps")
+    p.add_argument("--save-every", type=int, default=120, help="steps (~5 min at the defaults)")
+    p.add_argument("--sample-every", type=int, default=120, help="steps")
     p.add_argument("--keep", type=int, default=2, help="checkpoints kept")
     p.add_argument("--lr-g", type=float, default=1e-4)
     p.add_argument("--lr-d", type=float, default=4e-4)
