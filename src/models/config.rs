@@ -30,6 +30,10 @@ pub struct SpadeConfig {
     /// Whether the file also holds the VAE style encoder (`netE.*` tensors).
     #[serde(default)]
     pub has_encoder: bool,
+    /// Stride-2 layers of the style encoder as found in its checkpoint (NVlabs builds 6 when
+    /// crop_size ≥ 256, else 5; our demo model trains the 6-layer encoder at crop 128).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_layers: Option<usize>,
 }
 
 /// The parameter-free norm named by norm_G (`spade(\D+)(\d)x\d`).
@@ -93,6 +97,7 @@ impl SpadeConfig {
             norm_g: "spectralspadesyncbatch3x3".into(),
             classes: vec![],
             has_encoder: false,
+            encoder_layers: None,
         }
     }
 

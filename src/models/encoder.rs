@@ -10,10 +10,10 @@ use anyhow::{Result, bail};
 /// Width of mu/logvar (hard-coded 256 in NVlabs; must equal z_dim).
 pub const ZW: usize = 256;
 
-/// `layers`: 6 when crop_size ≥ 256 (NVlabs), or as found in a store.
-pub fn expected_tensors(cfg: &SpadeConfig, layers: Option<usize>) -> Vec<(String, Vec<usize>)> {
+/// Layers: as recorded by the converter, else NVlabs' rule (6 when crop_size ≥ 256, else 5).
+pub fn expected_tensors(cfg: &SpadeConfig) -> Vec<(String, Vec<usize>)> {
     let ndf = cfg.ngf;
-    let layers = layers.unwrap_or(if cfg.crop_size >= 256 { 6 } else { 5 });
+    let layers = cfg.encoder_layers.unwrap_or(if cfg.crop_size >= 256 { 6 } else { 5 });
     let chans = [3, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 8 * ndf, 8 * ndf];
     let mut v: Vec<(String, Vec<usize>)> = (1..=layers)
         .map(|k| {
@@ -45,7 +45,7 @@ impl ConvEncoder {
             );
         }
         let mut layers = Vec::new();
-        for (name, shape) in expected_tensors(cfg, None) {
+        for (name, shape) in expected_tensors(cfg) {
             if let Some(stem) = name.strip_suffix(".weight")
                 && name.contains(".layer")
             {

@@ -109,7 +109,7 @@ pub fn expected_tensors(cfg: &SpadeConfig) -> Result<Vec<(String, Vec<usize>)>> 
     let last = if cfg.num_up()? == 7 { nf / 2 } else { nf };
     conv(&mut v, "conv_img", [3, last, 3, 3], true);
     if cfg.has_encoder {
-        v.extend(super::encoder::expected_tensors(cfg, None));
+        v.extend(super::encoder::expected_tensors(cfg));
     }
     Ok(v)
 }
