@@ -12,8 +12,8 @@ Writes into ``--out`` (default ``<work>/export``):
 * ``latest_net_E.pth``  the ConvEncoder (VAE runs only). Below crop 256 it is the 6-layer
   encoder built with crop_size=256 options (see train_landscape.py); spade_reference.load_encoder
   and the Rust converter derive 5 layers from crop_size < 256, so load it in Python with
-  ``ConvEncoder(dataclasses.replace(opt, crop_size=256))``; the printed convert command leaves
-  ``--netE`` out in that case.
+  ``ConvEncoder(dataclasses.replace(opt, crop_size=256))``; the Rust converter reads the
+  encoder's depth from the file, so the printed convert command includes ``--netE``.
 * ``classes.json``      ``[{"id": ade_id, "name": str, "color": [r, g, b]}, ...]`` in channel order.
 * ``options.json``      the generator options (spade_reference.Options) and training info.
 * ``check_map.png`` / ``check_z.npy`` / ``check_ref.png`` / ``check_ref.npy``: a held-out map
@@ -169,13 +169,9 @@ def main(argv=None) -> None:
            "--norm-g", tl.NORM_G]
     if arch["use_vae"]:
         cmd += ["--use-vae", "--z-dim", str(tl.Z_DIM)]
-        if arch["size"] >= 256:
-            cmd += ["--netE", path_e]
+        cmd += ["--netE", path_e]  # the converter records the encoder's depth from the file
     cmd += ["--classes", path_c]
     print("\nfold into safetensors (from the spadework repo root):\n  " + " ".join(cmd))
-    if arch["use_vae"] and arch["size"] < 256:
-        print("note: --netE left out: at crop_size < 256 the converter expects a 5-layer encoder, "
-              "but the NVlabs encoder only works with 6 layers (see train_landscape.py docstring).")
     z_flag = f" --z {os.path.join(out, 'check_z.npy')}" if arch["use_vae"] else ""
     print(f"parity check:\n  target/release/spadework render --weights landscape.safetensors "
           f"--map {os.path.join(out, 'check_map.png')}{z_flag} -o check_rust.png "
