@@ -13,7 +13,9 @@ pub const ZW: usize = 256;
 /// Layers: as recorded by the converter, else NVlabs' rule (6 when crop_size ≥ 256, else 5).
 pub fn expected_tensors(cfg: &SpadeConfig) -> Vec<(String, Vec<usize>)> {
     let ndf = cfg.ngf;
-    let layers = cfg.encoder_layers.unwrap_or(if cfg.crop_size >= 256 { 6 } else { 5 });
+    let layers = cfg
+        .encoder_layers
+        .unwrap_or(if cfg.crop_size >= 256 { 6 } else { 5 });
     let chans = [3, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 8 * ndf, 8 * ndf];
     let mut v: Vec<(String, Vec<usize>)> = (1..=layers)
         .map(|k| {

@@ -235,7 +235,11 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
             );
         }
         cfg.has_encoder = true;
-        cfg.encoder_layers = Some((1..).take_while(|k| store.contains(&format!("netE.layer{k}.0.weight"))).count());
+        cfg.encoder_layers = Some(
+            (1..)
+                .take_while(|k| store.contains(&format!("netE.layer{k}.0.weight")))
+                .count(),
+        );
     }
     // The model loader checks every expected tensor and shape, and rejects leftovers.
     store
