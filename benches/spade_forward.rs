@@ -5,7 +5,7 @@
 //!   cargo bench --bench spade_forward -- [--preset ade20k] [--backend cpu|gpu|all] [--iters 5]
 //!                                         [--weights W.safetensors --map M.png [--instance I.png]] [--json]
 //!
-//! Prints median/min ms, GFLOP/s (SPADE_SPEC §6 MAC counts), and peak memory: host RSS high-water
+//! Prints median/min ms, GFLOP/s (SPADE_SPEC §6 MAC counting), and peak memory: host RSS high-water
 //! mark (VmHWM) and, on the GPU, peak device buffer bytes.
 use spadework::backend::{BackendChoice, Device};
 use spadework::io::labels::PreparedMap;
@@ -55,12 +55,7 @@ fn main() -> anyhow::Result<()> {
             (random_store(&cfg, 1)?, cfg)
         }
     };
-    let gflop = match (preset.as_str(), cfg.semantic_nc()) {
-        ("ade20k", 151) => 362.3,
-        ("coco", 184) => 382.3,
-        ("cityscapes", 36) => 562.6,
-        _ => f64::NAN,
-    };
+    let gflop = spadework::models::spade::generator_flops(&cfg)? / 1e9;
     let (h, w) = cfg.map_size();
     let map = match arg(&args, "--map") {
         Some(m) => {

@@ -8,6 +8,7 @@
 //! - [`weights`]: safetensors loading, the safe `.pth` reader, the NVlabs converter.
 //! - [`io`]: label maps, palettes, images, `.npy`.
 pub mod backend;
+pub mod bench;
 pub mod io;
 pub mod models;
 pub mod ops;

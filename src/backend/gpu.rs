@@ -79,6 +79,11 @@ impl Drop for GpuBuf {
     }
 }
 
+/// "name (Backend)": what `--adapter` matches against, so "vulkan" or "gl" select a backend.
+pub fn adapter_label(i: &wgpu::AdapterInfo) -> String {
+    format!("{} ({:?})", i.name, i.backend)
+}
+
 /// All adapters wgpu can see on this machine (every backend).
 pub fn enumerate_adapters() -> Vec<wgpu::Adapter> {
     let instance =
@@ -124,7 +129,7 @@ impl GpuContext {
             .into_iter()
             .filter(|a| {
                 let i = a.get_info();
-                name.is_none_or(|n| i.name.to_lowercase().contains(&n.to_lowercase()))
+                name.is_none_or(|n| adapter_label(&i).to_lowercase().contains(&n.to_lowercase()))
                     && (!hardware_only || i.device_type != wgpu::DeviceType::Cpu)
             })
             .collect();
@@ -137,6 +142,11 @@ impl GpuContext {
                 listing.join("; ")
             );
         };
+        Self::from_adapter(adapter)
+    }
+
+    /// Opens a device on `adapter` with the limits our kernels need.
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<GpuContext> {
         let info = adapter.get_info();
         let alimits = adapter.limits();
         let mut limits = wgpu::Limits::downlevel_defaults();

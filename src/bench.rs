@@ -1,0 +1,294 @@
+//! `spadework bench`: the same workloads on every adapter wgpu finds and on the CPU backend, with
+//! warm-up, medians, GFLOP/s, peak memory, a table and JSON for comparing machines.
+use crate::backend::{Device, GpuContext};
+use crate::io::labels::PreparedMap;
+use crate::models::SpadeConfig;
+use crate::ops::{self, Conv2d, OneHotConv, ParamFreeNorm};
+use crate::render::Model;
+use crate::rng::Rng;
+use crate::tensor::Tensor;
+use anyhow::Result;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Serialize, Clone, Debug)]
+pub struct Row {
+    pub adapter: String,
+    pub backend: String,
+    pub workload: String,
+    pub kind: String,
+    pub runs: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub gflops: f64,
+    /// GFLOP/s as a share of the best dense GEMM/conv GFLOP/s measured on the same device in this
+    /// run (the device's own tuned peak, until a dedicated peak microbenchmark exists).
+    pub pct_of_best_op: f64,
+    pub peak_device_mib: f64,
+    pub host_rss_mib: f64,
+}
+
+#[derive(Serialize)]
+pub struct DeviceReport {
+    pub adapter: String,
+    pub backend: String,
+    pub info: serde_json::Value,
+    pub rows: Vec<Row>,
+}
+
+/// One benchmark: a name, its FLOPs (2 per multiply-add) and a closure that runs it once.
+struct Work<'a> {
+    name: String,
+    kind: &'static str,
+    flop: f64,
+    run: Box<dyn FnMut() -> Result<()> + 'a>,
+}
+
+/// Host resident-set high-water mark (Linux), MiB.
+pub fn host_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn rand(n: usize, seed: u64) -> Vec<f32> {
+    Rng::new(seed).uniform_vec(n, -1.0, 1.0)
+}
+
+/// Per-op workloads at SPADE's shapes (`quick`: 1/4 of the spatial size).
+fn op_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
+    let s = if quick { 4 } else { 1 };
+    let mut v: Vec<Work> = Vec::new();
+    let convs: &[(&str, usize, usize, usize, usize)] = &[
+        ("conv3x3 1024→1024 @16", 1024, 1024, 16, 3),
+        ("conv3x3 512→256 @64", 512, 256, 64, 3),
+        ("conv3x3 256→128 @128", 256, 128, 128, 3),
+        ("conv3x3 γβ 128→256 @256", 128, 256, 256, 3),
+        ("conv1x1 128→64 @256", 128, 64, 256, 1),
+    ];
+    for &(name, cin, cout, hw, k) in convs {
+        let hw = (hw / s).max(4);
+        let conv = Conv2d::new(
+            d,
+            &rand(cout * cin * k * k, 1),
+            [cout, cin, k, k],
+            Some(&rand(cout, 2)),
+            1,
+            k / 2,
+        )?;
+        let x = Tensor::from_vec(d, &[1, cin, hw, hw], rand(cin * hw * hw, 3))?;
+        let name = name.replace(&format!("@{}", hw * s), &format!("@{hw}"));
+        v.push(Work {
+            name,
+            kind: "op",
+            flop: 2.0 * (cout * cin * k * k * hw * hw) as f64,
+            run: Box::new(move || conv.forward(&x).map(drop)),
+        });
+    }
+    let hw = 256 / s;
+    let nc = 151;
+    let g = OneHotConv::new(
+        d,
+        &rand(128 * nc * 9, 4),
+        [128, nc, 3, 3],
+        &rand(128, 5),
+        false,
+        1,
+        true,
+    )?;
+    let labels: Vec<u32> = (0..hw * hw)
+        .map(|i| ((i / hw / 16 * 7 + i % hw / 16 * 3) % nc) as u32)
+        .collect();
+    let lm = ops::onehot_conv::label_map(d, &labels, None, hw, hw)?;
+    v.push(Work {
+        name: format!("one-hot gather 151→128 @{hw} (dense-equiv.)"),
+        kind: "op",
+        flop: 2.0 * (128 * nc * 9 * hw * hw) as f64,
+        run: Box::new(move || g.forward(&lm).map(drop)),
+    });
+    let c = 128;
+    let x = Tensor::from_vec(d, &[1, c, hw, hw], rand(c * hw * hw, 6))?;
+    let gb = Tensor::from_vec(d, &[1, 2 * c, hw, hw], rand(2 * c * hw * hw, 7))?;
+    let bn = ParamFreeNorm::batch(d, &rand(c, 8), &vec![1.0; c])?;
+    v.push(Work {
+        name: format!("fused SPADE modulate 128ch @{hw}"),
+        kind: "op",
+        flop: 5.0 * (c * hw * hw) as f64,
+        run: Box::new(move || ops::modulate(&x, &bn, &gb, Some(0.2)).map(drop)),
+    });
+    let n = 1024 / s;
+    let lin = ops::Linear::new(d, &rand(n * n, 9), [n, n], None)?;
+    let xm = Tensor::from_vec(d, &[n, n], rand(n * n, 10))?;
+    v.push(Work {
+        name: format!("GEMM {n}×{n}×{n}"),
+        kind: "op",
+        flop: 2.0 * (n * n * n) as f64,
+        run: Box::new(move || lin.forward(&xm).map(drop)),
+    });
+    Ok(v)
+}
+
+/// End-to-end generator forwards with random weights (`quick`: a 64×64 ngf-16 ade20k layout).
+fn e2e_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
+    let presets: Vec<(String, SpadeConfig)> = if quick {
+        let cfg = SpadeConfig {
+            crop_size: 64,
+            ngf: 16,
+            ..SpadeConfig::preset("ade20k")?
+        };
+        vec![("SPADE ade20k-layout 64² ngf16".into(), cfg)]
+    } else {
+        vec![
+            ("SPADE ade20k 256²".into(), SpadeConfig::preset("ade20k")?),
+            ("SPADE coco 256²".into(), SpadeConfig::preset("coco")?),
+            (
+                "SPADE cityscapes 256×512".into(),
+                SpadeConfig::preset("cityscapes")?,
+            ),
+        ]
+    };
+    let mut v: Vec<Work> = Vec::new();
+    for (name, cfg) in presets {
+        let flop = crate::models::spade::generator_flops(&cfg)?;
+        let store = crate::weights::random::random_store(&cfg, 1)?;
+        let model = Model::from_store(&store, d)?;
+        let (h, w) = cfg.map_size();
+        let labels = (0..h * w)
+            .map(|i| (((i / w) / 16 * 7 + (i % w) / 16 * 3) % cfg.onehot_nc()) as u32)
+            .collect();
+        let map = PreparedMap {
+            h,
+            w,
+            instance: (!cfg.no_instance)
+                .then(|| (0..h * w).map(|i| ((i % w) / 40) as u32).collect()),
+            labels,
+        };
+        v.push(Work {
+            name,
+            kind: "e2e",
+            flop,
+            run: Box::new(move || model.render(&map, None).map(drop)),
+        });
+    }
+    Ok(v)
+}
+
+/// Runs every workload on `d`: one warm-up (pipeline compilation), then `runs` timed runs, each
+/// followed by a device sync.
+pub fn run_device(
+    d: &Device,
+    adapter: &str,
+    quick: bool,
+    runs: usize,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<Row>> {
+    let backend = if d.is_gpu() { "gpu" } else { "cpu" };
+    let mut works = op_workloads(d, quick)?;
+    works.extend(e2e_workloads(d, quick)?);
+    let mut rows = Vec::new();
+    for mut wk in works {
+        progress.set_message(format!("{adapter}: {}", wk.name));
+        (wk.run)()?;
+        d.sync()?;
+        let n = if wk.kind == "e2e" && d.is_gpu() && !quick {
+            1
+        } else {
+            runs
+        };
+        let mut ms = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            (wk.run)()?;
+            d.sync()?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        ms.sort_by(|a, b| a.total_cmp(b));
+        let median = ms[ms.len() / 2];
+        rows.push(Row {
+            adapter: adapter.to_string(),
+            backend: backend.into(),
+            workload: wk.name,
+            kind: wk.kind.into(),
+            runs: n,
+            median_ms: median,
+            min_ms: ms[0],
+            gflops: wk.flop / median / 1e6,
+            pct_of_best_op: f64::NAN,
+            peak_device_mib: match d {
+                Device::Gpu(ctx) => ctx.peak_bytes() as f64 / 1048576.0,
+                Device::Cpu => 0.0,
+            },
+            host_rss_mib: host_rss_mib(),
+        });
+        progress.inc(1);
+    }
+    let best = rows
+        .iter()
+        // the best dense conv/GEMM: the gather's "dense-equivalent" FLOPs are not real work
+        .filter(|r| r.workload.starts_with("conv") || r.workload.starts_with("GEMM"))
+        .map(|r| r.gflops)
+        .fold(0.0, f64::max);
+    for r in &mut rows {
+        r.pct_of_best_op = 100.0 * r.gflops / best;
+    }
+    Ok(rows)
+}
+
+/// Workload count per device (for the progress bar).
+pub fn workloads_per_device(quick: bool) -> u64 {
+    8 + if quick { 1 } else { 3 }
+}
+
+pub fn gpu_info(ctx: &Arc<GpuContext>) -> serde_json::Value {
+    let i = &ctx.info;
+    let l = &ctx.limits;
+    serde_json::json!({
+        "name": i.name, "backend": format!("{:?}", i.backend), "device_type": format!("{:?}", i.device_type),
+        "driver": i.driver, "driver_info": i.driver_info, "vendor": i.vendor, "device": i.device,
+        "features": format!("{:?}", ctx.device.features()),
+        "limits": {
+            "max_storage_buffer_binding_size": l.max_storage_buffer_binding_size,
+            "max_buffer_size": l.max_buffer_size,
+            "max_compute_workgroup_storage_size": l.max_compute_workgroup_storage_size,
+            "max_compute_invocations_per_workgroup": l.max_compute_invocations_per_workgroup,
+            "max_compute_workgroups_per_dimension": l.max_compute_workgroups_per_dimension,
+        }
+    })
+}
+
+pub fn print_table(rows: &[Row]) {
+    println!(
+        "{:<34} {:<4} {:<44} {:>10} {:>10} {:>9} {:>7} {:>9} {:>8}",
+        "adapter",
+        "be",
+        "workload",
+        "median ms",
+        "min ms",
+        "GFLOP/s",
+        "% best",
+        "dev MiB",
+        "RSS MiB"
+    );
+    for r in rows {
+        let name: String = r.adapter.chars().take(34).collect();
+        println!(
+            "{:<34} {:<4} {:<44} {:>10.2} {:>10.2} {:>9.1} {:>7.0} {:>9.0} {:>8.0}",
+            name,
+            r.backend,
+            r.workload,
+            r.median_ms,
+            r.min_ms,
+            r.gflops,
+            r.pct_of_best_op,
+            r.peak_device_mib,
+            r.host_rss_mib
+        );
+    }
+}
