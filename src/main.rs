@@ -121,6 +121,9 @@ struct BenchArgs {
     /// Write the results, with adapter info, features and limits, as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write a bar chart of GFLOP/s per workload and device (PNG).
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 fn main() {
@@ -311,6 +314,10 @@ fn bench(a: BenchArgs) -> Result<()> {
     }
     pb.finish_and_clear();
     bench::print_table(&rows);
+    if let Some(p) = &a.plot {
+        bench::plot(&rows, p)?;
+        eprintln!("wrote {}", p.display());
+    }
     if let Some(p) = &a.json {
         let doc = serde_json::json!({"quick": a.quick, "runs": a.runs, "devices": reports});
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)

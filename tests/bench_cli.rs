@@ -6,28 +6,62 @@ use std::process::Command;
 #[test]
 fn quick_bench_writes_a_complete_report() {
     let json = std::env::temp_dir().join(format!("spadework-bench-{}.json", std::process::id()));
-    let backend = if common::gpu().is_some() { "all" } else { "cpu" };
+    let backend = if common::gpu().is_some() {
+        "all"
+    } else {
+        "cpu"
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_spadework"))
-        .args(["bench", "--quick", "--runs", "1", "--adapter", "vulkan", "--backend", backend, "--json"])
+        .args([
+            "bench",
+            "--quick",
+            "--runs",
+            "1",
+            "--adapter",
+            "vulkan",
+            "--backend",
+            backend,
+            "--json",
+        ])
         .arg(&json)
+        .arg("--plot")
+        .arg(json.with_extension("png"))
         .env("XDG_RUNTIME_DIR", "/tmp")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("SPADE ade20k-layout 64²") && stdout.contains("GFLOP/s"), "{stdout}");
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("SPADE ade20k-layout 64²") && stdout.contains("GFLOP/s"),
+        "{stdout}"
+    );
+    let chart = image::open(json.with_extension("png")).unwrap().to_rgb8();
+    assert!(chart.width() > 600 && chart.height() > 100);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let devices = doc["devices"].as_array().unwrap();
     assert_eq!(devices.len(), if backend == "all" { 2 } else { 1 });
     for d in devices {
         let rows = d["rows"].as_array().unwrap();
-        assert_eq!(rows.len() as u64, spadework::bench::workloads_per_device(true));
+        assert_eq!(
+            rows.len() as u64,
+            spadework::bench::workloads_per_device(true)
+        );
         for r in rows {
             assert!(r["median_ms"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["gflops"].as_f64().is_some_and(|g| g > 0.0), "{r}");
         }
         if d["backend"] == "gpu" {
-            assert!(d["info"]["limits"]["max_storage_buffer_binding_size"].as_u64().unwrap() > 0);
+            assert!(
+                d["info"]["limits"]["max_storage_buffer_binding_size"]
+                    .as_u64()
+                    .unwrap()
+                    > 0
+            );
         }
     }
 }

@@ -28,10 +28,14 @@ per-image pixel accuracies, the segmenter's own validation scores and timings.  
 ``--grid-rows`` (8) rows, evenly spaced over the set: map (ADE colours) | procedural render |
 generated | segmentation of generated (ADE colours); ``--grid-scale`` upsamples (nearest).
 
-Rendering speed: one ``spadework`` process per map (model load ~40 ms, a 128x128 CPU render of
-the ngf-32 demo generator, 15.4 G MAC, is ~0.3-1 s on 2 cores), so 200 maps take a few
-minutes.  ``--jobs J`` runs J processes at once (give each ``--render-threads`` =
-cores / J; the default leaves rayon's thread count alone, i.e. all cores, with ``--jobs 1``).
+Rendering speed: one ``spadework`` process per map; there is no batch mode in the CLI, and the
+per-process overhead (model load ~40-90 ms) is small next to the render.  Measured with the
+cores busy (1 rayon thread at nice 19): 0.22-0.26 s per map for an ngf-8 test model; the ngf-32
+demo generator has ~3-4x the MACs (15.4 G per 128x128 image), so expect roughly 0.5-1 s per map
+on 2 free cores, i.e. 2-4 minutes for 200 maps (the Python side, 200 procedural samples and
+the segmentation, is a few seconds).  ``--jobs J`` runs J processes at once (give each
+``--render-threads`` = cores / J; the default leaves rayon's thread count alone, i.e. all
+cores, with ``--jobs 1``).
 Generated images go to ``--gen-dir`` (default: a temporary directory, removed afterwards);
 ``--reuse`` skips maps whose output already exists there (same weights assumed: the JSON of
 a reused run records it).
