@@ -249,8 +249,13 @@ impl SegPyramid {
         levels.push(((h, w), seg));
         Ok(SegPyramid { levels })
     }
+    /// The map at x's resolution.
     pub fn at(&self, x: &Tensor) -> Result<&Tensor> {
         let (_, _, h, w) = x.nchw()?;
+        self.at_size(h, w)
+    }
+
+    pub fn at_size(&self, h: usize, w: usize) -> Result<&Tensor> {
         self.levels
             .iter()
             .find(|(s, _)| *s == (h, w))
@@ -382,16 +387,6 @@ impl SpadeGenerator {
         }
         x = self.conv_img.forward(&ops::leaky_relu(&x, LRELU)?)?;
         ops::tanh(&x)
-    }
-}
-
-impl SegPyramid {
-    pub fn at_size(&self, h: usize, w: usize) -> Result<&Tensor> {
-        self.levels
-            .iter()
-            .find(|(s, _)| *s == (h, w))
-            .map(|(_, t)| t)
-            .ok_or_else(|| anyhow::anyhow!("no map level {h}x{w}"))
     }
 }
 
