@@ -60,7 +60,7 @@ impl Conv2d {
                 bias.map(|b| Tensor::cpu(vec![cout], b.to_vec())),
             ),
             Device::Gpu(_) => {
-                let cout4 = cout.div_ceil(8) * 2; // even: 8 channels per invocation
+                let cout4 = cout.div_ceil(16) * 4; // 16 channels per invocation
                 let k = cin * kh * kw;
                 let mut packed = vec![0f32; k * cout4 * 4];
                 for co in 0..cout {
@@ -134,7 +134,7 @@ impl Conv2d {
                     bail!("conv2d: weights are on the CPU but the input is on the GPU");
                 }
                 let y = gpu_empty(&ctx, &[n, self.cout, oh, ow])?;
-                let cout4 = self.cout.div_ceil(8) * 2;
+                let cout4 = self.cout.div_ceil(16) * 4;
                 let npix = oh * ow;
                 let bias_buf = self
                     .bias
@@ -161,7 +161,7 @@ impl Conv2d {
                 ]
                 .map(|v| v as u32);
                 let groups = [
-                    (cout4 / 2).div_ceil(8) as u32,
+                    (cout4 / 4).div_ceil(8) as u32,
                     npix.div_ceil(4).div_ceil(8) as u32,
                     n as u32,
                 ];
