@@ -30,3 +30,18 @@ fn every_kernel_validates_with_naga() {
         );
     }
 }
+
+#[test]
+fn conv2d_kernel_matches_the_wrapper_tile() {
+    use spadework::ops::conv2d::{TILE_CO4, TILE_PIX};
+    let src = spadework::backend::gpu::KERNELS
+        .iter()
+        .find(|(n, _)| *n == "conv2d.wgsl")
+        .unwrap()
+        .1;
+    let want = format!("tile: {TILE_CO4} vec4s of output channels x {TILE_PIX} output pixels");
+    assert!(
+        src.contains(&want),
+        "kernels/conv2d.wgsl was generated for another tile than src/ops/conv2d.rs ({want})"
+    );
+}
