@@ -20,18 +20,6 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-fn vm_hwm_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--test" || a == "--list") {
@@ -126,14 +114,14 @@ fn main() -> anyhow::Result<()> {
                 device.describe(),
                 ms[0],
                 gflop / (median / 1e3),
-                vm_hwm_mib()
+                spadework::bench::host_rss_mib()
             );
         } else {
             println!(
                 "{preset:<11} {backend_name:<4} median {median:9.1} ms  min {:9.1} ms  ({runs} runs, warm-up {warm:.0} ms)  {:6.1} GFLOP/s  peak RSS {:.0} MiB  peak device {peak_dev:.0} MiB",
                 ms[0],
                 gflop / (median / 1e3),
-                vm_hwm_mib()
+                spadework::bench::host_rss_mib()
             );
         }
     }

@@ -189,9 +189,20 @@ pub fn run_device(
     runs: usize,
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<Row>> {
-    let backend = if d.is_gpu() { "gpu" } else { "cpu" };
     let mut works = op_workloads(d, quick)?;
     works.extend(e2e_workloads(d, quick)?);
+    run_works(d, adapter, quick, runs, works, progress)
+}
+
+fn run_works(
+    d: &Device,
+    adapter: &str,
+    quick: bool,
+    runs: usize,
+    works: Vec<Work>,
+    progress: &indicatif::ProgressBar,
+) -> Result<Vec<Row>> {
+    let backend = if d.is_gpu() { "gpu" } else { "cpu" };
     let mut rows = Vec::new();
     for mut wk in works {
         progress.set_message(format!("{adapter}: {}", wk.name));
@@ -239,6 +250,28 @@ pub fn run_device(
         r.pct_of_best_op = 100.0 * r.gflops / best;
     }
     Ok(rows)
+}
+
+/// Only the per-op workloads whose name contains `filter` (for kernel experiments).
+pub fn run_ops(
+    d: &Device,
+    adapter: &str,
+    quick: bool,
+    runs: usize,
+    filter: &str,
+) -> Result<Vec<Row>> {
+    let works = op_workloads(d, quick)?
+        .into_iter()
+        .filter(|w| w.name.contains(filter))
+        .collect();
+    run_works(
+        d,
+        adapter,
+        quick,
+        runs,
+        works,
+        &indicatif::ProgressBar::hidden(),
+    )
 }
 
 /// Workload count per device (for the progress bar).

@@ -5,8 +5,8 @@ the accumulators stay in registers on every compiler (lavapipe runs one invocati
 
     python3 tools/gen_conv2d.py G P > kernels/conv2d.wgsl      # then set TILE_CO4 = G, TILE_PIX = P
                                                               # in src/ops/conv2d.rs
-Measured on lavapipe, up_2.conv_0 (256->128 @128), `cargo bench --bench ops -- --backend gpu
---filter up_2`, one session, noisy (shared cores): 4x8 3.0 s and 4x16 2.9 s vs 4x4 3.6-5.0 s,
+Measured on lavapipe, up_2.conv_0 (256->128 @128; now `cargo bench --bench ops -- --backend gpu
+--filter 256→128`), one session, noisy (shared cores): 4x8 3.0 s and 4x16 2.9 s vs 4x4 3.6-5.0 s,
 8x4 4.9 s, 2x8 4.1 s, 2x16 4.2 s; the chosen tile is 4x8.
 """
 import sys
