@@ -7,11 +7,13 @@
 //! - [`models`]: networks written like the paper's figure (SPADE generator, style encoder).
 //! - [`weights`]: safetensors loading, the safe `.pth` reader, the NVlabs converter.
 //! - [`io`]: label maps, palettes, images, `.npy`.
+//! - [`paint`]: the painter's editing model, render worker and window (`spadework paint`).
 pub mod backend;
 pub mod bench;
 pub mod io;
 pub mod models;
 pub mod ops;
+pub mod paint;
 pub mod render;
 pub mod rng;
 pub mod tensor;

@@ -1,4 +1,4 @@
-//! The `spadework` command line: render, convert, adapters.
+//! The `spadework` command line: render, convert, adapters, bench, paint.
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use spadework::backend::{BackendChoice, Device};
@@ -29,6 +29,64 @@ enum Cmd {
     Adapters,
     /// Benchmark per-op and end-to-end workloads on every adapter and the CPU backend.
     Bench(BenchArgs),
+    /// Paint a segmentation map and watch it become an image (a window).
+    #[cfg(feature = "paint")]
+    Paint(PaintArgs),
+}
+
+#[cfg(feature = "paint")]
+#[derive(clap::Args)]
+struct PaintArgs {
+    /// Model file written by `spadework convert`.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Start from this map (palette, label-id or RGB PNG) instead of the autosaved painting.
+    #[arg(long)]
+    map: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// Adapter name substring (e.g. "llvmpipe", "nvidia").
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Where the painting is autosaved (default: $SPADEWORK_AUTOSAVE_DIR, else the user's state dir).
+    #[arg(long)]
+    autosave_dir: Option<PathBuf>,
+    /// Style seed (VAE models).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Size of a new painting, WxH.
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(usize, usize)>,
+    /// Drive the window from a script of input events (JSON; see src/paint/replay.rs).
+    #[arg(long)]
+    replay: Option<PathBuf>,
+}
+
+#[cfg(feature = "paint")]
+fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (w, h) = s.split_once('x').ok_or("expected WxH, e.g. 512x256")?;
+    let p = |v: &str| v.parse::<usize>().ok().filter(|&n| (1..=8192).contains(&n));
+    match (p(w), p(h)) {
+        (Some(w), Some(h)) => Ok((w, h)),
+        _ => Err("expected WxH with sides 1-8192, e.g. 512x256".into()),
+    }
+}
+
+#[cfg(feature = "paint")]
+fn paint(a: PaintArgs) -> Result<()> {
+    let store = spadework::weights::WeightStore::load(&a.weights)?;
+    spadework::paint::app::run(spadework::paint::app::PaintOptions {
+        store,
+        map: a.map,
+        backend: a.backend,
+        adapter: a.adapter,
+        autosave_dir: a
+            .autosave_dir
+            .unwrap_or_else(spadework::paint::autosave::Autosave::default_dir),
+        replay: a.replay,
+        seed: a.seed,
+        size: a.size,
+    })
 }
 
 #[derive(clap::Args)]
@@ -133,6 +191,8 @@ fn main() {
         Cmd::Convert(a) => convert(a),
         Cmd::Adapters => adapters(),
         Cmd::Bench(a) => bench(a),
+        #[cfg(feature = "paint")]
+        Cmd::Paint(a) => paint(a),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
