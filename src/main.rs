@@ -158,9 +158,10 @@ struct ConvertArgs {
     /// The VAE style encoder checkpoint (latest_net_E.pth) to include.
     #[arg(long = "netE")]
     net_e: Option<PathBuf>,
-    /// JSON list of {id, name, color:[r,g,b]} for palette maps and class names.
+    /// Class names and colours: a built-in table (ade20k, cocostuff, cityscapes; the default with
+    /// --preset) or a JSON list of {id, name, color:[r,g,b]}.
     #[arg(long)]
-    classes: Option<PathBuf>,
+    classes: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -288,15 +289,21 @@ fn convert(a: ConvertArgs) -> Result<()> {
         cfg.norm_g = v;
     }
     cfg.ngf = a.ngf.unwrap_or(0);
-    if let Some(p) = &a.classes {
-        let s =
-            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-        cfg.classes = serde_json::from_str(&s).with_context(|| {
-            format!(
-                "{}: expected a JSON list of {{id, name, color}}",
-                p.display()
-            )
-        })?;
+    let builtin = |n: &str| spadework::models::classes::builtin(n);
+    match (&a.classes, &a.preset) {
+        (Some(c), _) if builtin(c).is_some() => cfg.classes = builtin(c).unwrap(),
+        (Some(p), _) => {
+            let s = std::fs::read_to_string(p).with_context(|| {
+                format!(
+                    "cannot read the class list {p} (built-in tables: {})",
+                    spadework::models::classes::BUILTIN.join(", ")
+                )
+            })?;
+            cfg.classes = serde_json::from_str(&s)
+                .with_context(|| format!("{p}: expected a JSON list of {{id, name, color}}"))?;
+        }
+        (None, Some(preset)) => cfg.classes = builtin(preset).unwrap_or_default(),
+        (None, None) => {}
     }
     let t = Instant::now();
     let store = spadework::weights::convert::convert(&a.input, a.net_e.as_deref(), cfg)?;

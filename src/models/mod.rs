@@ -1,4 +1,5 @@
 //! Networks, one file per concept.
+pub mod classes;
 pub mod config;
 pub mod encoder;
 pub mod spade;

@@ -135,7 +135,12 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
         );
     }
     cfg.validate()?;
-    if !cfg.classes.is_empty() && cfg.classes.len() != cfg.label_nc {
+    // A class list names every label channel (label_nc), optionally the dontcare channel too
+    // (ADE20K's channel 0 "other" makes 151 for label_nc 150).
+    if !cfg.classes.is_empty()
+        && cfg.classes.len() != cfg.label_nc
+        && cfg.classes.len() != cfg.onehot_nc()
+    {
         bail!(
             "the class list has {} entries but label_nc is {}: name every label channel, in channel order",
             cfg.classes.len(),
