@@ -101,6 +101,13 @@ impl Tensor {
         }
     }
 
+    pub(crate) fn host_mut(&mut self) -> &mut [f32] {
+        match &mut self.data {
+            Data::Cpu(v) => v,
+            Data::Gpu(_) => panic!("host_mut() on a GPU tensor"),
+        }
+    }
+
     pub(crate) fn buf(&self) -> &wgpu::Buffer {
         match &self.data {
             Data::Gpu(b) => b.buffer(),

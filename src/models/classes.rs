@@ -43,7 +43,10 @@ mod tests {
         for (name, n) in [("ade20k", 151), ("cocostuff", 182), ("cityscapes", 35)] {
             let c = builtin(name).unwrap();
             assert_eq!(c.len(), n, "{name}");
-            assert!(c.iter().enumerate().all(|(k, c)| c.id as usize == k), "{name}: id = channel");
+            assert!(
+                c.iter().enumerate().all(|(k, c)| c.id as usize == k),
+                "{name}: id = channel"
+            );
             assert!(c.iter().all(|c| !c.name.is_empty()));
         }
         assert!(builtin("voc").is_none());

@@ -194,6 +194,8 @@ pub struct ModelRenderer {
 
 impl ModelRenderer {
     pub fn new(model: Model) -> ModelRenderer {
+        // Strokes change a small part of the map and styles change z only: keep γ/β.
+        model.generator.set_gamma_beta_cache(true);
         let known = super::files::Palette::for_model(&model.cfg)
             .classes
             .iter()
