@@ -27,6 +27,8 @@ enum Cmd {
     Convert(ConvertArgs),
     /// List the GPU adapters wgpu finds.
     Adapters,
+    /// Rewrite a model file with smaller weight storage (f16 or int8 with per-channel scales).
+    Repack(RepackArgs),
     /// Benchmark per-op and end-to-end workloads on every adapter and the CPU backend.
     Bench(BenchArgs),
     /// Paint a segmentation map and watch it become an image (a window).
@@ -37,9 +39,9 @@ enum Cmd {
 #[cfg(feature = "paint")]
 #[derive(clap::Args)]
 struct PaintArgs {
-    /// Model file written by `spadework convert`.
+    /// Model file written by `spadework convert` (default: the built-in landscape model).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     /// Start from this map (palette, label-id or RGB PNG) instead of the autosaved painting.
     #[arg(long)]
     map: Option<PathBuf>,
@@ -74,7 +76,7 @@ fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
 
 #[cfg(feature = "paint")]
 fn paint(a: PaintArgs) -> Result<()> {
-    let store = spadework::weights::WeightStore::load(&a.weights)?;
+    let store = spadework::render::load_store(a.weights.as_deref())?;
     spadework::paint::app::run(spadework::paint::app::PaintOptions {
         store,
         map: a.map,
@@ -91,9 +93,9 @@ fn paint(a: PaintArgs) -> Result<()> {
 
 #[derive(clap::Args)]
 struct RenderArgs {
-    /// Model file written by `spadework convert`.
+    /// Model file written by `spadework convert` (default: the built-in landscape model).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     /// Label map PNG: 8/16-bit label ids, a palette PNG (indices), or colours of the model's palette.
     #[arg(long)]
     map: PathBuf,
@@ -165,6 +167,16 @@ struct ConvertArgs {
 }
 
 #[derive(clap::Args)]
+struct RepackArgs {
+    /// A model file written by `spadework convert` (any storage).
+    input: PathBuf,
+    #[arg(short, long)]
+    output: PathBuf,
+    #[arg(long, value_enum)]
+    storage: spadework::weights::store::Storage,
+}
+
+#[derive(clap::Args)]
 struct BenchArgs {
     /// `all`, or a substring of "adapter name (Backend)", e.g. "vulkan", "nvidia".
     #[arg(long, default_value = "all")]
@@ -191,6 +203,7 @@ fn main() {
         Cmd::Render(a) => render(a),
         Cmd::Convert(a) => convert(a),
         Cmd::Adapters => adapters(),
+        Cmd::Repack(a) => repack(a),
         Cmd::Bench(a) => bench(a),
         #[cfg(feature = "paint")]
         Cmd::Paint(a) => paint(a),
@@ -205,7 +218,10 @@ fn render(a: RenderArgs) -> Result<()> {
     let t0 = Instant::now();
     let device = Device::select(a.backend, a.adapter.as_deref())?;
     eprintln!("using {}", device.describe());
-    let model = Model::load(&a.weights, &device)?;
+    let model = Model::from_store(
+        &spadework::render::load_store(a.weights.as_deref())?,
+        &device,
+    )?;
     let t_load = t0.elapsed();
     let map = labels::read_map_png(&a.map)?;
     let inst = a
@@ -258,6 +274,38 @@ fn render(a: RenderArgs) -> Result<()> {
         t_render.as_secs_f64() * 1e3,
         t_load.as_secs_f64() * 1e3,
         a.output.display()
+    );
+    Ok(())
+}
+
+fn repack(a: RepackArgs) -> Result<()> {
+    let store = spadework::weights::WeightStore::load(&a.input)?;
+    if !store.metadata.contains_key("spade_config") {
+        bail!(
+            "{}: no spade_config in the header; convert NVlabs checkpoints with `spadework convert` first",
+            a.input.display()
+        );
+    }
+    store.save_as(&a.output, a.storage)?;
+    // Report the largest weight change, so the cost of the storage is visible.
+    let back = spadework::weights::WeightStore::load(&a.output)?;
+    let mut worst = (0f32, String::new());
+    for (name, (_, d)) in &store.tensors {
+        let (_, e) = &back.tensors[name];
+        let m = d.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        let err = d.iter().zip(e).fold(0f32, |a, (x, y)| a.max((x - y).abs())) / m;
+        if err > worst.0 {
+            worst = (err, name.clone());
+        }
+    }
+    let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len() as f64 / 1048576.0);
+    eprintln!(
+        "wrote {} ({:.1} MiB, from {:.1} MiB); largest weight error {:.2e} of the tensor's max |w| ({})",
+        a.output.display(),
+        size(&a.output)?,
+        size(&a.input)?,
+        worst.0,
+        worst.1
     );
     Ok(())
 }

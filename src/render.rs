@@ -10,6 +10,30 @@ use crate::weights::WeightStore;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
+/// The landscape demo model, compiled into the binary: a SPADE generator (128², ngf 32, VAE, 14
+/// ADE20K landscape classes) with its style encoder, trained by `tools/train_landscape.py` on the
+/// procedural world of `tools/landscape.py`, stored as int8 weights with per-channel scales.
+#[cfg(demo_model)]
+pub static DEMO_MODEL: Option<&[u8]> = Some(include_bytes!("../assets/landscape.safetensors"));
+#[cfg(not(demo_model))]
+pub static DEMO_MODEL: Option<&[u8]> = None;
+
+/// What `--weights` names when it is not given.
+pub const DEMO_MODEL_NAME: &str = "the built-in landscape model";
+
+/// The model file at `path`, or the built-in demo model.
+pub fn load_store(path: Option<&Path>) -> Result<WeightStore> {
+    match path {
+        Some(p) => WeightStore::load(p),
+        None => match DEMO_MODEL {
+            Some(bytes) => WeightStore::from_bytes(bytes, DEMO_MODEL_NAME),
+            None => bail!(
+                "this build has no built-in model (assets/landscape.safetensors was missing); pass --weights"
+            ),
+        },
+    }
+}
+
 pub struct Model {
     pub cfg: SpadeConfig,
     pub generator: SpadeGenerator,
