@@ -177,7 +177,97 @@ fn e2e_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
             run: Box::new(move || model.render(&map, None).map(drop)),
         });
     }
+    if !quick {
+        v.extend(demo_workloads(d)?);
+    }
     Ok(v)
+}
+
+/// The built-in demo model as the painter runs it: a full render, a new style on the same map
+/// (γ/β cached), and the paint loop — a brush stroke on a 256² canvas, then the refreshed image
+/// (prepare + forward with windowed γ/β + RGB), alternating two canvases that differ by one
+/// stroke. Without a built-in model, random weights with its architecture.
+fn demo_workloads<'a>(d: &'a Device) -> Result<Vec<Work<'a>>> {
+    let store = match crate::render::DEMO_MODEL {
+        Some(_) => crate::render::load_store(None)?,
+        None => {
+            let classes = serde_json::from_str(include_str!("../maps/classes.json"))?;
+            let cfg = SpadeConfig {
+                label_nc: 14,
+                contain_dontcare_label: false,
+                no_instance: true,
+                crop_size: 128,
+                ngf: 32,
+                use_vae: true,
+                classes,
+                ..SpadeConfig::nvlabs_defaults()
+            };
+            crate::weights::random::random_store(&cfg, 1)?
+        }
+    };
+    let mk = || -> Result<Model> { Model::from_store(&store, d) };
+    let full = mk()?;
+    let flop = crate::models::spade::generator_flops(&full.cfg)?;
+    let classes: Vec<u32> = full.cfg.classes.iter().map(|c| c.id).collect();
+    // A 256² canvas: sky over grass with a lake; the stroke is a 6-px brush over 60 px.
+    let (sky, grass, water, tree) = (classes[0], classes[2], classes[5], classes[1]);
+    let mut a = crate::paint::Editor::new(crate::paint::Canvas::new(256, 256, sky));
+    a.begin("fill");
+    a.stroke((0.0, 180.0), (256.0, 180.0), 40.0, grass);
+    a.stroke((60.0, 200.0), (180.0, 200.0), 15.0, water);
+    a.end();
+    let ca = a.canvas().clone();
+    a.begin("brush");
+    a.stroke((100.0, 150.0), (160.0, 130.0), 6.0, tree);
+    a.end();
+    let cb = a.canvas().clone();
+    let prep = |c: &crate::paint::Canvas, m: &Model| -> Result<PreparedMap> {
+        let img = crate::io::labels::MapImage {
+            width: c.w,
+            height: c.h,
+            pixels: crate::io::labels::Pixels::Ids(c.ids.clone()),
+        };
+        crate::io::labels::prepare(&m.cfg, &img, "canvas", None, None)
+    };
+    let map_a = prep(&ca, &full)?;
+    let ca_style = ca.clone();
+    let style = mk()?;
+    style.generator.set_gamma_beta_cache(true);
+    let stroke = mk()?;
+    stroke.generator.set_gamma_beta_cache(true);
+    let mut seed = 0u64;
+    let mut flip = false;
+    use crate::render::ZSource;
+    Ok(vec![
+        Work {
+            name: "demo 128² render".into(),
+            kind: "e2e",
+            flop,
+            run: Box::new(move || full.render(&map_a, Some(&ZSource::Seed(0))).map(drop)),
+        },
+        Work {
+            name: "demo new style (γβ cached)".into(),
+            kind: "e2e",
+            flop,
+            run: Box::new(move || {
+                seed += 1;
+                let m = prep(&ca_style, &style)?;
+                style.render(&m, Some(&ZSource::Seed(seed))).map(drop)
+            }),
+        },
+        Work {
+            name: "demo paint stroke 256² canvas".into(),
+            kind: "e2e",
+            flop,
+            run: Box::new(move || {
+                flip = !flip;
+                let m = prep(if flip { &cb } else { &ca }, &stroke)?;
+                let (out, (h, w)) = stroke.render(&m, Some(&ZSource::Seed(0)))?;
+                std::hint::black_box(crate::io::image::to_rgb8(&out, h, w));
+                Ok(())
+            }),
+        },
+    ])
 }
 
 /// Runs every workload on `d`: one warm-up (pipeline compilation), then `runs` timed runs, each
@@ -187,10 +277,15 @@ pub fn run_device(
     adapter: &str,
     quick: bool,
     runs: usize,
+    only: Option<&str>,
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<Row>> {
     let mut works = op_workloads(d, quick)?;
     works.extend(e2e_workloads(d, quick)?);
+    if let Some(f) = only {
+        works.retain(|w| w.name.contains(f));
+        progress.set_length(works.len() as u64);
+    }
     run_works(d, adapter, quick, runs, works, progress)
 }
 
@@ -247,7 +342,11 @@ fn run_works(
         .map(|r| r.gflops)
         .fold(0.0, f64::max);
     for r in &mut rows {
-        r.pct_of_best_op = 100.0 * r.gflops / best;
+        r.pct_of_best_op = if best > 0.0 {
+            100.0 * r.gflops / best
+        } else {
+            f64::NAN
+        };
     }
     Ok(rows)
 }
@@ -276,7 +375,7 @@ pub fn run_ops(
 
 /// Workload count per device (for the progress bar).
 pub fn workloads_per_device(quick: bool) -> u64 {
-    8 + if quick { 1 } else { 3 }
+    8 + if quick { 1 } else { 3 + 3 }
 }
 
 pub fn gpu_info(ctx: &Arc<GpuContext>) -> serde_json::Value {

@@ -195,6 +195,9 @@ struct BenchArgs {
     /// Write a bar chart of GFLOP/s per workload and device (PNG).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Only the workloads whose name contains this (e.g. "demo", "conv").
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn main() {
@@ -418,7 +421,7 @@ fn bench(a: BenchArgs) -> Result<()> {
     let mut reports = Vec::new();
     let mut rows = Vec::new();
     for (label, d, info) in &devices {
-        let r = bench::run_device(d, label, a.quick, a.runs.max(1), &pb)?;
+        let r = bench::run_device(d, label, a.quick, a.runs.max(1), a.only.as_deref(), &pb)?;
         rows.extend(r.iter().cloned());
         reports.push(bench::DeviceReport {
             adapter: label.clone(),

@@ -277,7 +277,7 @@ impl Spade {
             let out = changed.grow(2 * self.pad, h, w);
             let win = out.grow(2 * self.pad, h, w);
             if !seg.device().is_gpu()
-                && 2 * win.area() <= h * w
+                && win.area() < h * w
                 && let Some(gb) = Arc::get_mut(&mut cache.gb)
             {
                 let (wh, ww) = (win.y1 - win.y0, win.x1 - win.x0);
