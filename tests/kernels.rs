@@ -53,14 +53,17 @@ fn conv2d_gpu_matches_cpu() {
             let cc = Conv2d::new(&Device::Cpu, &wt, [cout, cin, k, k], bias, s, p).unwrap();
             let gc = Conv2d::new(&g, &wt, [cout, cin, k, k], bias, s, p).unwrap();
             let want = cc.forward(&up(&Device::Cpu, &[n, cin, h, w], &x)).unwrap();
-            let got = gc.forward(&up(&g, &[n, cin, h, w], &x)).unwrap();
-            assert_eq!(got.shape(), want.shape());
-            close(
-                &got.to_vec().unwrap(),
-                &want.to_vec().unwrap(),
-                1e-5,
-                &format!("gpu conv {:?}", CONV_SHAPES[i]),
-            );
+            // Every register tile the autotuner may pick.
+            for tile in spadework::ops::conv2d::TILES {
+                let got = gc.forward_tile(&up(&g, &[n, cin, h, w], &x), tile).unwrap();
+                assert_eq!(got.shape(), want.shape());
+                close(
+                    &got.to_vec().unwrap(),
+                    &want.to_vec().unwrap(),
+                    1e-5,
+                    &format!("gpu conv {:?} tile {tile:?}", CONV_SHAPES[i]),
+                );
+            }
         }
     }
 }

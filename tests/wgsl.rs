@@ -32,16 +32,31 @@ fn every_kernel_validates_with_naga() {
 }
 
 #[test]
-fn conv2d_kernel_matches_the_wrapper_tile() {
-    use spadework::ops::conv2d::{TILE_CO4, TILE_PIX};
-    let src = spadework::backend::gpu::KERNELS
-        .iter()
-        .find(|(n, _)| *n == "conv2d.wgsl")
-        .unwrap()
-        .1;
-    let want = format!("tile: {TILE_CO4} vec4s of output channels x {TILE_PIX} output pixels");
+fn conv2d_kernels_match_the_wrapper_tiles() {
+    use spadework::ops::conv2d::{TILES, kernel_name};
+    let gen_src = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/gen_conv2d.py"),
+    )
+    .unwrap();
+    let listed: Vec<String> = TILES.iter().map(|(g, p)| format!("({g}, {p})")).collect();
     assert!(
-        src.contains(&want),
-        "kernels/conv2d.wgsl was generated for another tile than src/ops/conv2d.rs ({want})"
+        gen_src.contains(&format!("TILES = [{}]", listed.join(", "))),
+        "tools/gen_conv2d.py TILES differ from src/ops/conv2d.rs TILES {TILES:?}"
     );
+    for t in TILES {
+        let name = kernel_name(t);
+        let src = spadework::backend::gpu::KERNELS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{name} not registered"))
+            .1;
+        let want = format!(
+            "tile: {} vec4s of output channels x {} output pixels",
+            t.0, t.1
+        );
+        assert!(
+            src.contains(&want),
+            "kernels/{name} was generated for another tile ({want})"
+        );
+    }
 }

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Writes kernels/conv2d.wgsl: the implicit-GEMM conv kernel with a G x P register tile
+"""Writes the implicit-GEMM conv kernels kernels/conv2d_g{G}p{P}.wgsl: a G x P register tile
 (G vec4s = 4G output channels, P consecutive output pixels per invocation), fully unrolled so
 the accumulators stay in registers on every compiler (lavapipe runs one invocation per SIMD lane).
 
-    python3 tools/gen_conv2d.py G P > kernels/conv2d.wgsl      # then set TILE_CO4 = G, TILE_PIX = P
-                                                              # in src/ops/conv2d.rs
+    python3 tools/gen_conv2d.py            # every tile in TILES (src/ops/conv2d.rs lists the same)
+    python3 tools/gen_conv2d.py G P        # one tile to stdout
+
+The engine picks a tile per adapter with a short autotune at first use (cached on disk).
 Measured on lavapipe, up_2.conv_0 (256->128 @128; now `cargo bench --bench ops -- --backend gpu
 --filter 256→128`), one session, noisy (shared cores): 4x8 3.0 s and 4x16 2.9 s vs 4x4 3.6-5.0 s,
 8x4 4.9 s, 2x8 4.1 s, 2x16 4.2 s; the chosen tile is 4x8.
@@ -21,9 +23,13 @@ KERNEL_DOC = '''// conv2d: implicit-GEMM convolution, register-blocked, no share
 // Bindings: x [N, Cin, H, W] f32; wt [K][cout4] vec4; bias [cout4] vec4 (ignored if
 // has_bias = 0); y [N, Cout, OH, OW] f32.
 '''
-G=int(sys.argv[1]); P=int(sys.argv[2])
-L=[KERNEL_DOC % (G, P, G, P, 4 * G * P)]
-L.append("""struct Params {
+# Keep in sync with TILES in src/ops/conv2d.rs (a test checks it).
+TILES = [(4, 8), (2, 8), (4, 4), (1, 4)]
+
+
+def kernel(G, P):
+    L=[KERNEL_DOC % (G, P, G, P, 4 * G * P)]
+    L.append("""struct Params {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, oh: u32, ow: u32, cout4: u32,
     kh: u32, kw: u32, stride: u32, pad: u32,
@@ -48,40 +54,53 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (co4 >= p.cout4 || q0 >= npix || n >= p.n) { return; }
     let s = i32(p.stride);
     let pd = i32(p.pad);""" % (G,P))
-for j in range(P):
-    L.append(f"    let qq{j} = min(q0 + {j}u, npix - 1u); let y{j} = i32(qq{j} / p.ow) * s - pd; let x{j} = i32(qq{j} % p.ow) * s - pd;")
-for g in range(G):
     for j in range(P):
-        L.append(f"    var a{g}_{j} = vec4<f32>(0.0);")
-L.append("""    let hw = p.h * p.w;
+        L.append(f"    let qq{j} = min(q0 + {j}u, npix - 1u); let y{j} = i32(qq{j} / p.ow) * s - pd; let x{j} = i32(qq{j} % p.ow) * s - pd;")
+    for g in range(G):
+        for j in range(P):
+            L.append(f"    var a{g}_{j} = vec4<f32>(0.0);")
+    L.append("""    let hw = p.h * p.w;
     var widx = co4;
     for (var ci = 0u; ci < p.cin; ci++) {
         let base = (n * p.cin + ci) * hw;
         for (var ky = 0; ky < i32(p.kh); ky++) {
             for (var kx = 0; kx < i32(p.kw); kx++) {""")
-for g in range(G):
-    L.append(f"                let w{g} = wt[widx + {g}u];")
-L.append("                widx += p.cout4;")
-for j in range(P):
-    L.append(f"                let t{j} = tap(base, y{j} + ky, x{j} + kx);")
-for g in range(G):
-    L.append("                "+" ".join(f"a{g}_{j} += w{g} * t{j};" for j in range(P)))
-L.append("""            }
+    for g in range(G):
+        L.append(f"                let w{g} = wt[widx + {g}u];")
+    L.append("                widx += p.cout4;")
+    for j in range(P):
+        L.append(f"                let t{j} = tap(base, y{j} + ky, x{j} + kx);")
+    for g in range(G):
+        L.append("                "+" ".join(f"a{g}_{j} += w{g} * t{j};" for j in range(P)))
+    L.append("""            }
         }
     }
     if (p.has_bias != 0u) {""")
-for g in range(G):
-    L.append(f"        let b{g} = bias[co4 + {g}u];")
-    L.append("        "+" ".join(f"a{g}_{j} += b{g};" for j in range(P)))
-L.append("""    }
+    for g in range(G):
+        L.append(f"        let b{g} = bias[co4 + {g}u];")
+        L.append("        "+" ".join(f"a{g}_{j} += b{g};" for j in range(P)))
+    L.append("""    }
     let ybase = n * p.cout * npix;
     for (var i = 0u; i < 4u; i++) {""")
-for g in range(G):
-    L.append(f"        let c{g} = co4 * 4u + {4*g}u + i;")
-    L.append(f"        if (c{g} < p.cout) {{ let o = ybase + c{g} * npix + q0;")
-    for j in range(P):
-        cond = "" if j==0 else f"if (q0 + {j}u < npix) "
-        L.append(f"            {cond}{{ y[o + {j}u] = a{g}_{j}[i]; }}")
-    L.append("        }")
-L.append("    }\n}")
-print("\n".join(L))
+    for g in range(G):
+        L.append(f"        let c{g} = co4 * 4u + {4*g}u + i;")
+        L.append(f"        if (c{g} < p.cout) {{ let o = ybase + c{g} * npix + q0;")
+        for j in range(P):
+            cond = "" if j==0 else f"if (q0 + {j}u < npix) "
+            L.append(f"            {cond}{{ y[o + {j}u] = a{g}_{j}[i]; }}")
+        L.append("        }")
+    L.append("    }\n}")
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    import os
+    if len(sys.argv) == 3:
+        sys.stdout.write(kernel(int(sys.argv[1]), int(sys.argv[2])))
+    else:
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels")
+        for G, P in TILES:
+            path = os.path.join(root, f"conv2d_g{G}p{P}.wgsl")
+            with open(path, "w") as f:
+                f.write(kernel(G, P))
+            print("wrote", os.path.normpath(path))

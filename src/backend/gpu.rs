@@ -11,7 +11,22 @@ use wgpu::util::DeviceExt;
 
 /// Every WGSL file of the engine: (file name, source). One file per op family.
 pub const KERNELS: &[(&str, &str)] = &[
-    ("conv2d.wgsl", include_str!("../../kernels/conv2d.wgsl")),
+    (
+        "conv2d_g4p8.wgsl",
+        include_str!("../../kernels/conv2d_g4p8.wgsl"),
+    ),
+    (
+        "conv2d_g2p8.wgsl",
+        include_str!("../../kernels/conv2d_g2p8.wgsl"),
+    ),
+    (
+        "conv2d_g4p4.wgsl",
+        include_str!("../../kernels/conv2d_g4p4.wgsl"),
+    ),
+    (
+        "conv2d_g1p4.wgsl",
+        include_str!("../../kernels/conv2d_g1p4.wgsl"),
+    ),
     (
         "elementwise.wgsl",
         include_str!("../../kernels/elementwise.wgsl"),
@@ -43,6 +58,8 @@ pub struct GpuContext {
     error: Arc<Mutex<Option<String>>>,
     /// Bytes currently allocated in device buffers (pooled or live), and the peak.
     mem: Mutex<(u64, u64)>,
+    /// The conv register tile chosen for this adapter (see `ops::conv2d::gpu_tile`).
+    pub conv_tile: std::sync::OnceLock<(usize, usize)>,
 }
 
 struct Recorder {
@@ -197,6 +214,7 @@ impl GpuContext {
             }),
             error,
             mem: Mutex::new((0, 0)),
+            conv_tile: std::sync::OnceLock::new(),
         })
     }
 
