@@ -413,8 +413,7 @@ fn bench(a: BenchArgs) -> Result<()> {
             eprintln!("note: no GPU adapter matched '{}'", a.adapter);
         }
     }
-    let total = bench::workloads_per_device(a.quick) * devices.len() as u64;
-    let pb = indicatif::ProgressBar::new(total).with_style(
+    let pb = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
             .unwrap(),
     );

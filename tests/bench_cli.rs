@@ -47,14 +47,24 @@ fn quick_bench_writes_a_complete_report() {
     assert_eq!(devices.len(), if backend == "all" { 2 } else { 1 });
     for d in devices {
         let rows = d["rows"].as_array().unwrap();
-        assert_eq!(
-            rows.len() as u64,
-            spadework::bench::workloads_per_device(true)
-        );
+        let peaks = if d["backend"] == "gpu" { 4 } else { 1 };
+        assert_eq!(rows.len(), peaks + 8 + 1, "peak rows + 8 ops + 1 generator");
         for r in rows {
             assert!(r["median_ms"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["gflops"].as_f64().is_some_and(|g| g > 0.0), "{r}");
+            // Every rate is compared with the device's own peak, measured in the same run.
+            let pct = r["pct_of_peak"].as_f64().unwrap();
+            assert!(pct > 0.0 && pct.is_finite(), "{r}");
         }
+        let best_peak = rows
+            .iter()
+            .filter(|r| r["kind"] == "peak")
+            .map(|r| r["pct_of_peak"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert!(
+            (best_peak - 100.0).abs() < 1e-9,
+            "the best peak row is 100 %"
+        );
         if d["backend"] == "gpu" {
             assert!(
                 d["info"]["limits"]["max_storage_buffer_binding_size"]
