@@ -343,6 +343,19 @@ mod tests {
     }
 
     #[test]
+    fn unknown_ids_are_marked_not_mapped() {
+        let p = palette();
+        let c = Canvas::from_ids(8, 1, vec![3, 5, 200, 200, 3, 200, 200, 200]).unwrap();
+        let rgba = p.colorize(&c);
+        assert_eq!(rgba[0], [6, 230, 230, 255]);
+        assert_eq!(rgba[1], [4, 200, 3, 255]);
+        // Unknown pixels get the magenta/black checker, never a class colour.
+        assert_eq!(rgba[2], [255, 0, 255, 255]);
+        assert_eq!(rgba[5], [0, 0, 0, 255]);
+        assert_eq!(p.unknown_ids(&c), BTreeMap::from([(200, 5)]));
+    }
+
+    #[test]
     fn generated_palettes_have_distinct_colours_and_search_works() {
         let cols = label_colormap(183);
         let set: std::collections::HashSet<_> = cols.iter().collect();
