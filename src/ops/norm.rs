@@ -151,7 +151,7 @@ pub fn channel_affine(x: &Tensor, stats: &Tensor, per_sample: bool) -> Result<Te
                     let kk = if per_sample { nc } else { nc % c };
                     let (sc, sh) = (s[kk], s[k + kk]);
                     for (ov, &xv) in o.iter_mut().zip(xi) {
-                        *ov = xv.mul_add(sc, sh);
+                        *ov = xv * sc + sh;
                     }
                 });
             Ok(Tensor::cpu(x.shape().to_vec(), out))

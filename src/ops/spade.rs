@@ -44,7 +44,8 @@ pub fn modulate(
                 let g = &gbv[(b * 2 * c + ch) * hw..][..hw];
                 let be = &gbv[(b * 2 * c + c + ch) * hw..][..hw];
                 for i in 0..hw {
-                    let normed = xi[i].mul_add(sc, sh);
+                    // Plain multiply-add: `mul_add` is a libm call (no vectorisation) without target FMA.
+                    let normed = xi[i] * sc + sh;
                     let mut v = normed * (1.0 + g[i]) + be[i];
                     if let Some(sl) = slope
                         && v <= 0.0
