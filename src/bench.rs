@@ -407,13 +407,15 @@ pub fn run_ops(
 }
 
 pub fn gpu_info(ctx: &Arc<GpuContext>) -> serde_json::Value {
+    let t = crate::ops::conv2d::gpu_tile(ctx);
+    let tile = format!("{}x{}", t.0, t.1);
     let i = &ctx.info;
     let l = &ctx.limits;
     serde_json::json!({
         "name": i.name, "backend": format!("{:?}", i.backend), "device_type": format!("{:?}", i.device_type),
         "driver": i.driver, "driver_info": i.driver_info, "vendor": i.vendor, "device": i.device,
         "features": format!("{:?}", ctx.device.features()),
-        "conv_tile": { let t = crate::ops::conv2d::gpu_tile(ctx); format!("{}x{}", t.0, t.1) },
+        "conv_tile": tile,
         "limits": {
             "max_storage_buffer_binding_size": l.max_storage_buffer_binding_size,
             "max_buffer_size": l.max_buffer_size,
