@@ -118,3 +118,48 @@ fn colour_coded_copy_gives_the_same_labels_and_unknown_ids_are_named() {
     let grass = cfg.classes.iter().position(|c| c.name == "grass").unwrap() as u32;
     assert_eq!(ok.labels[0], grass);
 }
+
+/// The built-in landscape model renders an example map with no `--weights`, and its regions
+/// look like their classes: the sky is bluer than the grass, the grass greener than the sky.
+#[test]
+fn built_in_model_renders_the_example_maps() {
+    let dir = std::env::temp_dir().join(format!("spadework-builtin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("lake.png");
+    let r = std::process::Command::new(env!("CARGO_BIN_EXE_spadework"))
+        .args(["render", "--backend", "cpu", "--map"])
+        .arg(maps_dir().join("lake.png"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let img = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (128, 128));
+    // Mean colour of each class region (the map is 256², the output 128²).
+    let map = labels::read_map_png(&maps_dir().join("lake.png")).unwrap();
+    let Pixels::Ids(ids) = map.pixels else {
+        panic!()
+    };
+    let mean = |class: u32| {
+        let mut s = [0f64; 3];
+        let mut n = 0.0;
+        for y in 0..128 {
+            for x in 0..128 {
+                if ids[(2 * y) * 256 + 2 * x] == class {
+                    let p = img.get_pixel(x as u32, y as u32);
+                    for c in 0..3 {
+                        s[c] += p[c] as f64;
+                    }
+                    n += 1.0;
+                }
+            }
+        }
+        assert!(n > 100.0, "class {class} covers {n} pixels");
+        s.map(|v| v / n)
+    };
+    let (sky, grass) = (mean(3), mean(10));
+    assert!(sky[2] > grass[2] + 20.0, "sky {sky:?} vs grass {grass:?}");
+    assert!(grass[1] > grass[2] && grass[1] > grass[0], "grass {grass:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
