@@ -99,7 +99,7 @@ fn peak_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
 /// Per-op workloads at SPADE's shapes (`quick`: 1/4 of the spatial size).
 fn op_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
     let s = if quick { 4 } else { 1 };
-    let mut v: Vec<Work> = peak_workloads(d, quick)?;
+    let mut v: Vec<Work> = Vec::new();
     let convs: &[(&str, usize, usize, usize, usize)] = &[
         ("conv3x3 1024→1024 @16", 1024, 1024, 16, 3),
         ("conv3x3 512→256 @64", 512, 256, 64, 3),
@@ -316,6 +316,8 @@ pub fn run_device(
 ) -> Result<Vec<Row>> {
     let mut works = op_workloads(d, quick)?;
     works.extend(e2e_workloads(d, quick)?);
+    // Last, on a warm machine (first in the list it measured 20 % low on the CPU).
+    works.extend(peak_workloads(d, quick)?);
     if let Some(f) = only {
         works.retain(|w| w.name.contains(f) || w.kind == "peak");
     }
@@ -335,10 +337,16 @@ fn run_works(
     let mut rows = Vec::new();
     for mut wk in works {
         progress.set_message(format!("{adapter}: {}", wk.name));
-        (wk.run)()?;
-        d.sync()?;
+        // The peak microbenchmark gets extra warm-up and runs, and reports its best run.
+        let peak = wk.kind == "peak";
+        for _ in 0..if peak { 3 } else { 1 } {
+            (wk.run)()?;
+            d.sync()?;
+        }
         let n = if wk.kind == "e2e" && d.is_gpu() && !quick {
             1
+        } else if peak {
+            runs.max(5)
         } else {
             runs
         };
@@ -359,7 +367,7 @@ fn run_works(
             runs: n,
             median_ms: median,
             min_ms: ms[0],
-            gflops: wk.flop / median / 1e6,
+            gflops: wk.flop / if peak { ms[0] } else { median } / 1e6,
             pct_of_peak: f64::NAN,
             peak_device_mib: match d {
                 Device::Gpu(ctx) => ctx.peak_bytes() as f64 / 1048576.0,
@@ -392,10 +400,11 @@ pub fn run_ops(
     runs: usize,
     filter: &str,
 ) -> Result<Vec<Row>> {
-    let works = op_workloads(d, quick)?
+    let mut works: Vec<Work> = op_workloads(d, quick)?
         .into_iter()
-        .filter(|w| w.name.contains(filter) || w.kind == "peak")
+        .filter(|w| w.name.contains(filter))
         .collect();
+    works.extend(peak_workloads(d, quick)?);
     run_works(
         d,
         adapter,
