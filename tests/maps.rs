@@ -160,6 +160,9 @@ fn built_in_model_renders_the_example_maps() {
     };
     let (sky, grass) = (mean(3), mean(10));
     assert!(sky[2] > grass[2] + 20.0, "sky {sky:?} vs grass {grass:?}");
-    assert!(grass[1] > grass[2] && grass[1] > grass[0], "grass {grass:?}");
+    assert!(
+        grass[1] > grass[2] && grass[1] > grass[0],
+        "grass {grass:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

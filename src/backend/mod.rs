@@ -79,21 +79,10 @@ impl Device {
 
 /// Per-user cache directory (autotune results): `$SPADEWORK_CACHE_DIR`, else the platform's.
 pub fn cache_dir() -> std::path::PathBuf {
-    use std::path::PathBuf;
-    if let Some(d) = std::env::var_os("SPADEWORK_CACHE_DIR") {
-        return PathBuf::from(d);
+    match std::env::var_os("SPADEWORK_CACHE_DIR") {
+        Some(d) => d.into(),
+        None => crate::io::user_dir(crate::io::UserDir::Cache),
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    let base = if cfg!(windows) {
-        std::env::var_os("LOCALAPPDATA").map(PathBuf::from)
-    } else if cfg!(target_os = "macos") {
-        home.map(|h| h.join("Library/Caches"))
-    } else {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .or(home.map(|h| h.join(".cache")))
-    };
-    base.unwrap_or_else(std::env::temp_dir).join("spadework")
 }
 
 /// FNV-1a, for cache keys.

@@ -14,15 +14,22 @@ pub fn to_rgb8(chw: &[f32], h: usize, w: usize) -> Vec<u8> {
     out
 }
 
+/// Writes an RGB8 image (format from the extension, as `image::save_buffer`) atomically (see
+/// [`super::write_atomic`]).
 pub fn save_rgb_png(path: &Path, rgb: &[u8], h: usize, w: usize) -> Result<()> {
-    image::save_buffer(
-        path,
+    let what = || format!("cannot write image {}", path.display());
+    let format = image::ImageFormat::from_path(path).with_context(what)?;
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image::write_buffer_with_format(
+        &mut bytes,
         rgb,
         w as u32,
         h as u32,
         image::ExtendedColorType::Rgb8,
+        format,
     )
-    .with_context(|| format!("cannot write image {}", path.display()))
+    .with_context(what)?;
+    super::write_atomic(path, bytes.get_ref())
 }
 
 /// A style photo as the encoder wants it: resized to the map size (bicubic; NVlabs uses PIL

@@ -291,7 +291,7 @@ fn choose_tile(ctx: &std::sync::Arc<crate::backend::GpuContext>) -> (usize, usiz
             );
             if let Ok(s) = serde_json::to_string_pretty(&cache) {
                 // Best effort: a read-only cache dir only costs a re-tune next time.
-                let _ = crate::paint::files::write_atomic(&path, s.as_bytes());
+                let _ = crate::io::write_atomic(&path, s.as_bytes());
             }
             best
         }

@@ -441,7 +441,7 @@ impl PaintApp {
             .preview
             .as_ref()
             .context("no generated image yet (the first render is still running)")?;
-        files::save_rgb(std::path::Path::new(path), &p.rgb, p.w, p.h)?;
+        crate::io::image::save_rgb_png(std::path::Path::new(path), &p.rgb, p.h, p.w)?;
         self.message = format!("saved the image to {path}");
         Ok(())
     }
@@ -1110,7 +1110,7 @@ fn save_screenshot(
         .iter()
         .flat_map(|c| [c.r(), c.g(), c.b()])
         .collect();
-    files::save_rgb(path, &rgb, w, h)?;
+    crate::io::image::save_rgb_png(path, &rgb, h, w)?;
     let mut layout = layout.clone();
     layout["size"] = serde_json::json!([w, h]);
     std::fs::write(

@@ -2,8 +2,9 @@
 //! next `spadework paint` without `--map` restores it. Opening another map never overwrites an
 //! autosave silently: the old one is moved to a timestamped backup first (the last 20 are kept).
 use super::canvas::Canvas;
-use super::files::{save_ids_png, write_atomic};
+use super::files::save_ids_png;
 use crate::io::labels::{self, Pixels};
+use crate::io::{UserDir, user_dir, write_atomic};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -32,21 +33,7 @@ impl Autosave {
         if let Some(d) = std::env::var_os("SPADEWORK_AUTOSAVE_DIR") {
             return PathBuf::from(d);
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        if cfg!(windows) {
-            if let Some(d) = std::env::var_os("LOCALAPPDATA") {
-                return PathBuf::from(d).join("spadework");
-            }
-        } else if cfg!(target_os = "macos") {
-            if let Some(h) = &home {
-                return h.join("Library/Application Support/spadework");
-            }
-        } else if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
-            return PathBuf::from(d).join("spadework");
-        } else if let Some(h) = &home {
-            return h.join(".local/state/spadework");
-        }
-        std::env::temp_dir().join("spadework")
+        user_dir(UserDir::State)
     }
 
     pub fn new(dir: impl Into<PathBuf>) -> Autosave {

@@ -7,7 +7,6 @@ use crate::models::SpadeConfig;
 use crate::models::config::ClassInfo;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 /// The id given to pixels of an RGB map whose colour is not in the palette (shown as unknown).
@@ -182,27 +181,7 @@ fn write_png(
         }
         enc.write_header()?.write_image_data(data)?;
     }
-    write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    if let Some(d) = dir {
-        std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    let tmp = path.with_extension(format!(
-        "{}.tmp{}",
-        path.extension().and_then(|e| e.to_str()).unwrap_or(""),
-        std::process::id()
-    ));
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    crate::io::write_atomic(path, &bytes)
 }
 
 /// Saves the map as an 8-bit palette PNG: index = class id, palette = the model's colours, so
@@ -267,19 +246,6 @@ pub fn save_ids_png(path: &Path, canvas: &Canvas) -> Result<()> {
     }
 }
 
-/// Saves an RGB8 image atomically.
-pub fn save_rgb(path: &Path, rgb: &[u8], w: usize, h: usize) -> Result<()> {
-    write_png(
-        path,
-        w,
-        h,
-        png::ColorType::Rgb,
-        png::BitDepth::Eight,
-        None,
-        rgb,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,7 +302,7 @@ mod tests {
         let p = palette();
         let rgb = [6u8, 230, 230, 4, 200, 3, 1, 2, 3, 1, 2, 3];
         let path = tmp("rgb.png");
-        save_rgb(&path, &rgb, 2, 2).unwrap();
+        crate::io::image::save_rgb_png(&path, &rgb, 2, 2).unwrap();
         let (c, rep) = open_map(&path, &p).unwrap();
         assert_eq!(c.ids, vec![3, 5, UNKNOWN_COLOR_ID, UNKNOWN_COLOR_ID]);
         assert_eq!(rep.unknown_colors, BTreeMap::from([([1, 2, 3], 2)]));
