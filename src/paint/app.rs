@@ -117,7 +117,8 @@ struct PaintApp {
     preview_rect: Option<Rect>,
     // Rendering.
     worker: Worker,
-    device_label: Arc<Mutex<String>>,
+    /// The render device, once the worker has loaded the model.
+    device_label: String,
     seq: u64,
     requested_rev: Option<u64>,
     requested_style: Option<Style>,
@@ -227,12 +228,9 @@ impl PaintApp {
         let ctx = cc.egui_ctx.clone();
         let store = opts.store;
         let (backend, adapter) = (opts.backend, opts.adapter.clone());
-        let device_label = Arc::new(Mutex::new(String::new()));
-        let device_label_w = device_label.clone();
         let worker = Worker::spawn(
             move || {
                 let device = Device::select(backend, adapter.as_deref())?;
-                *device_label_w.lock().unwrap() = device.describe();
                 let model = Model::from_store(&store, &device)?;
                 Ok(Box::new(ModelRenderer::new(model)) as Box<dyn Renderer>)
             },
@@ -269,7 +267,7 @@ impl PaintApp {
             },
             preview_rect: None,
             worker,
-            device_label,
+            device_label: String::new(),
             seq: 0,
             requested_rev: None,
             requested_style: None,
@@ -312,8 +310,11 @@ impl PaintApp {
     fn poll_worker(&mut self, ctx: &egui::Context) {
         for ev in self.worker.poll() {
             match ev {
-                WorkerEvent::Ready(_) => {}
-                WorkerEvent::LoadFailed(e) => self.render_error = Some(format!("model: {e}")),
+                WorkerEvent::Ready(label) => self.device_label = label,
+                WorkerEvent::LoadFailed(e) => {
+                    self.device_label = "no model loaded".into();
+                    self.render_error = Some(format!("model: {e}"));
+                }
                 WorkerEvent::Done(r) => {
                     if r.seq < self.shown_seq {
                         continue;
@@ -821,7 +822,7 @@ impl PaintApp {
 
     fn status_bar(&mut self, ui: &mut egui::Ui) {
         ui.horizontal_wrapped(|ui| {
-            let label = self.device_label.lock().unwrap().clone();
+            let label = self.device_label.clone();
             ui.label(format!(
                 "{} · {}",
                 self.model_name,

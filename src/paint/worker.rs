@@ -42,7 +42,7 @@ pub struct Rendered {
 
 #[derive(Debug)]
 pub enum Event {
-    /// The model is loaded; the string names the device.
+    /// The model is loaded; the string names the device ([`Renderer::describe`]).
     Ready(String),
     /// Loading the model failed; every later request fails with this message.
     LoadFailed(String),
@@ -60,6 +60,10 @@ pub enum Event {
 /// Anything that turns a painting into an RGB8 image.
 pub trait Renderer {
     fn render(&mut self, req: &Request) -> Result<(Vec<u8>, usize, usize)>;
+    /// What it runs on, for the status bar.
+    fn describe(&self) -> String {
+        String::new()
+    }
 }
 
 pub struct Worker {
@@ -105,7 +109,7 @@ impl Worker {
                         return;
                     }
                 };
-                send(Event::Ready(String::new()));
+                send(Event::Ready(renderer.describe()));
                 while let Ok(mut req) = rx_req.recv() {
                     // Latest wins: skip everything but the newest queued request.
                     loop {
@@ -210,6 +214,10 @@ impl ModelRenderer {
 }
 
 impl Renderer for ModelRenderer {
+    fn describe(&self) -> String {
+        self.model.device.describe()
+    }
+
     fn render(&mut self, req: &Request) -> Result<(Vec<u8>, usize, usize)> {
         let c = &req.canvas;
         let ids: Vec<u32> = match req.unknown_as {
