@@ -4,7 +4,7 @@
 use super::autosave::{Autosave, AutosaveMeta};
 use super::canvas::{Canvas, Editor, Tool};
 use super::files::{self, Palette};
-use super::replay::{self, Pending, Replay, Script, Step};
+use super::replay::{Replay, Script, Step};
 use super::worker::{Event as WorkerEvent, ModelRenderer, Renderer, Request, Style, Worker};
 use crate::backend::{BackendChoice, Device};
 use crate::models::SpadeConfig;
@@ -926,94 +926,47 @@ impl PaintApp {
 
     fn replay_inject(&mut self, raw: &mut egui::RawInput) {
         let Some(rp) = &mut self.replay else { return };
-        if let Some(Pending::Events(evs)) = rp.frames.pop_front() {
-            raw.events.extend(evs);
-            return;
-        }
-        if rp.waiting.is_some() {
-            return;
-        }
-        let Some(step) = rp.steps.pop_front() else {
-            return;
-        };
-        rp.done += 1;
-        let view = self.view;
-        let at = |p: [f32; 2]| view.to_screen(p[0] + 0.5, p[1] + 0.5);
-        match &step {
-            Step::Key { key, ctrl, shift } => match Key::from_name(key) {
-                Some(k) => {
-                    let mut m = egui::Modifiers::NONE;
-                    if *ctrl {
-                        m = m | egui::Modifiers::COMMAND;
+        if rp.frames.is_empty()
+            && rp.waiting.is_none()
+            && let Some(step) = rp.steps.pop_front()
+        {
+            rp.done += 1;
+            let view = self.view;
+            let at = |p: &[f32; 2]| view.to_screen(p[0] + 0.5, p[1] + 0.5);
+            match &step {
+                Step::Key { key, ctrl, shift } => match Key::from_name(key) {
+                    Some(k) => {
+                        let mut m = egui::Modifiers::NONE;
+                        if *ctrl {
+                            m = m | egui::Modifiers::COMMAND;
+                        }
+                        if *shift {
+                            m = m | egui::Modifiers::SHIFT;
+                        }
+                        rp.key(k, m);
                     }
-                    if *shift {
-                        m = m | egui::Modifiers::SHIFT;
+                    None => {
+                        *self.outcome.lock().unwrap() = Some(format!("unknown key name '{key}'"))
                     }
-                    rp.frames
-                        .push_back(Pending::Events(vec![replay::key_event(k, true, m)]));
-                    rp.frames
-                        .push_back(Pending::Events(vec![replay::key_event(k, false, m)]));
-                }
-                None => *self.outcome.lock().unwrap() = Some(format!("unknown key name '{key}'")),
-            },
-            Step::ClickClass { name } => match self
-                .palette
-                .lookup(name)
-                .and_then(|c| self.class_rects.get(&c.id))
-            {
-                Some(r) => {
-                    let p = r.center();
-                    rp.frames
-                        .push_back(Pending::Events(vec![egui::Event::PointerMoved(p)]));
-                    rp.frames
-                        .push_back(Pending::Events(vec![replay::button_event(p, true)]));
-                    rp.frames
-                        .push_back(Pending::Events(vec![replay::button_event(p, false)]));
-                }
-                None => {
-                    *self.outcome.lock().unwrap() =
-                        Some(format!("no palette entry '{name}' on screen"))
-                }
-            },
-            Step::Drag { points } if !points.is_empty() => {
-                let p0 = at(points[0]);
-                rp.frames
-                    .push_back(Pending::Events(vec![egui::Event::PointerMoved(p0)]));
-                rp.frames
-                    .push_back(Pending::Events(vec![replay::button_event(p0, true)]));
-                let mut prev = p0;
-                for p in &points[1..] {
-                    // Move in small steps, one event per frame, as a hand would.
-                    let b = at(*p);
-                    let n = ((b - prev).length() / 6.0).ceil().max(1.0) as usize;
-                    for k in 1..=n {
-                        let q = prev + (b - prev) * (k as f32 / n as f32);
-                        rp.frames
-                            .push_back(Pending::Events(vec![egui::Event::PointerMoved(q)]));
+                },
+                Step::ClickClass { name } => match self
+                    .palette
+                    .lookup(name)
+                    .and_then(|c| self.class_rects.get(&c.id))
+                {
+                    Some(r) => rp.drag(&[r.center()]),
+                    None => {
+                        *self.outcome.lock().unwrap() =
+                            Some(format!("no palette entry '{name}' on screen"))
                     }
-                    prev = b;
-                }
-                let pn = at(*points.last().unwrap());
-                rp.frames
-                    .push_back(Pending::Events(vec![replay::button_event(pn, false)]));
+                },
+                Step::Drag { points } => rp.drag(&points.iter().map(at).collect::<Vec<_>>()),
+                Step::Click { at: p } => rp.drag(&[at(p)]),
+                Step::Frames { n } => rp.idle(*n),
+                _ => rp.waiting = Some((step.clone(), Instant::now())),
             }
-            Step::Click { at: p } => {
-                let p = at(*p);
-                rp.frames
-                    .push_back(Pending::Events(vec![egui::Event::PointerMoved(p)]));
-                rp.frames
-                    .push_back(Pending::Events(vec![replay::button_event(p, true)]));
-                rp.frames
-                    .push_back(Pending::Events(vec![replay::button_event(p, false)]));
-            }
-            Step::Frames { n } => {
-                for _ in 0..*n {
-                    rp.frames.push_back(Pending::Events(vec![]));
-                }
-            }
-            _ => rp.waiting = Some((step.clone(), Instant::now())),
         }
-        if let Some(Pending::Events(evs)) = rp.frames.pop_front() {
+        if let Some(evs) = rp.frames.pop_front() {
             raw.events.extend(evs);
         }
     }

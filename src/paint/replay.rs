@@ -86,15 +86,11 @@ impl Script {
     }
 }
 
-/// A step expanded into input, one batch of events per frame.
-pub enum Pending {
-    Events(Vec<egui::Event>),
-}
-
 /// The replay's progress.
 pub struct Replay {
     pub steps: VecDeque<Step>,
-    pub frames: VecDeque<Pending>,
+    /// Input still to inject, one batch of events per frame.
+    pub frames: VecDeque<Vec<egui::Event>>,
     pub timeout_s: f64,
     /// What the replay is waiting for and since when.
     pub waiting: Option<(Step, std::time::Instant)>,
@@ -116,17 +112,53 @@ impl Replay {
     }
 }
 
-pub fn key_event(key: egui::Key, pressed: bool, modifiers: egui::Modifiers) -> egui::Event {
-    egui::Event::Key {
-        key,
-        physical_key: Some(key),
-        pressed,
-        repeat: false,
-        modifiers,
+impl Replay {
+    fn frame(&mut self, events: Vec<egui::Event>) {
+        self.frames.push_back(events);
+    }
+
+    /// Key down, then key up on the next frame.
+    pub fn key(&mut self, key: egui::Key, modifiers: egui::Modifiers) {
+        for pressed in [true, false] {
+            self.frame(vec![egui::Event::Key {
+                key,
+                physical_key: Some(key),
+                pressed,
+                repeat: false,
+                modifiers,
+            }]);
+        }
+    }
+
+    /// Move to the first point, press, move through the rest in steps of ≤ 6 points (one event
+    /// per frame, as a hand would), release at the last.
+    pub fn drag(&mut self, points: &[egui::Pos2]) {
+        let Some((&p0, rest)) = points.split_first() else {
+            return;
+        };
+        self.frame(vec![egui::Event::PointerMoved(p0)]);
+        self.frame(vec![button(p0, true)]);
+        let mut prev = p0;
+        for &b in rest {
+            let n = ((b - prev).length() / 6.0).ceil().max(1.0) as usize;
+            for k in 1..=n {
+                let q = prev + (b - prev) * (k as f32 / n as f32);
+                self.frame(vec![egui::Event::PointerMoved(q)]);
+            }
+            prev = b;
+        }
+        self.frame(vec![button(prev, false)]);
+    }
+
+    /// Let `n` frames pass without input.
+    pub fn idle(&mut self, n: u32) {
+        for _ in 0..n {
+            self.frame(vec![]);
+        }
     }
 }
 
-pub fn button_event(pos: egui::Pos2, pressed: bool) -> egui::Event {
+fn button(pos: egui::Pos2, pressed: bool) -> egui::Event {
     egui::Event::PointerButton {
         pos,
         button: egui::PointerButton::Primary,
