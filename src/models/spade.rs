@@ -247,12 +247,12 @@ impl Spade {
         })
     }
 
-    /// `seg` must already be at x's resolution (see [`SegPyramid`]). `act` fuses a leaky-ReLU.
-    fn forward(&self, x: &Tensor, seg: &Tensor, act: Option<f32>, cached: bool) -> Result<Tensor> {
-        let gamma_beta = if cached {
-            self.gamma_beta_cached(seg)?
-        } else {
-            Arc::new(self.gamma_beta(seg)?)
+    /// `seg` must already be at x's resolution (see [`SegPyramid`]); with its host copy the
+    /// γ/β cache is used. `act` fuses a leaky-ReLU.
+    fn forward(&self, x: &Tensor, seg: Level, act: Option<f32>) -> Result<Tensor> {
+        let gamma_beta = match seg.host {
+            Some(host) => self.gamma_beta_cached(seg.map, host)?,
+            None => Arc::new(self.gamma_beta(seg.map)?),
         };
         ops::modulate(x, &self.param_free_norm, &gamma_beta, act)
     }
@@ -262,14 +262,13 @@ impl Spade {
         self.mlp_gamma_beta.forward(&actv)
     }
 
-    fn gamma_beta_cached(&self, seg: &Tensor) -> Result<Arc<Tensor>> {
+    fn gamma_beta_cached(&self, seg: &Tensor, host: &[f32]) -> Result<Arc<Tensor>> {
         let (_, c, h, w) = seg.nchw()?;
-        let host = seg.to_vec()?;
         let mut slot = self.cache.lock().unwrap();
         if let Some(cache) = slot.as_mut()
             && (cache.h, cache.w) == (h, w)
         {
-            let Some(changed) = changed_box(&cache.seg, &host, c, h, w) else {
+            let Some(changed) = changed_box(&cache.seg, host, c, h, w) else {
                 return Ok(cache.gb.clone());
             };
             // The outputs a change reaches, and the input window that computes them exactly: on
@@ -281,7 +280,7 @@ impl Spade {
                 && let Some(gb) = Arc::get_mut(&mut cache.gb)
             {
                 let (wh, ww) = (win.y1 - win.y0, win.x1 - win.x0);
-                let part = Tensor::cpu(vec![1, c, wh, ww], crop(&host, c, h, w, win));
+                let part = Tensor::cpu(vec![1, c, wh, ww], crop(host, c, h, w, win));
                 let part = self.gamma_beta(&part)?;
                 let (pv, c2) = (part.host(), gb.shape()[1]);
                 let dst = gb.host_mut();
@@ -293,13 +292,13 @@ impl Spade {
                             .copy_from_slice(&pv[src..src + out.x1 - out.x0]);
                     }
                 }
-                cache.seg = host;
+                cache.seg = host.to_vec();
                 return Ok(cache.gb.clone());
             }
         }
         let gb = Arc::new(self.gamma_beta(seg)?);
         *slot = Some(GammaBetaCache {
-            seg: host,
+            seg: host.to_vec(),
             h,
             w,
             gb: gb.clone(),
@@ -340,20 +339,18 @@ impl SpadeResnetBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor, seg: &Tensor, cached: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, seg: Level) -> Result<Tensor> {
         // The shortcut has no activation; the main branch applies lrelu after each SPADE.
         let x_s = match (&self.conv_s, &self.norm_s) {
-            (Some(conv_s), Some(norm_s)) => {
-                Some(conv_s.forward(&norm_s.forward(x, seg, None, cached)?)?)
-            }
+            (Some(conv_s), Some(norm_s)) => Some(conv_s.forward(&norm_s.forward(x, seg, None)?)?),
             _ => None,
         };
         let dx = self
             .conv_0
-            .forward(&self.norm_0.forward(x, seg, Some(LRELU), cached)?)?;
+            .forward(&self.norm_0.forward(x, seg, Some(LRELU))?)?;
         let dx = self
             .conv_1
-            .forward(&self.norm_1.forward(&dx, seg, Some(LRELU), cached)?)?;
+            .forward(&self.norm_1.forward(&dx, seg, Some(LRELU))?)?;
         ops::add(x_s.as_ref().unwrap_or(x), &dx)
     }
 }
@@ -366,37 +363,54 @@ pub enum Fc {
 }
 
 /// The input map at every resolution the blocks need, each resized once from the full map with
-/// the `F.interpolate` nearest rule.
+/// the `F.interpolate` nearest rule; with `keep_host`, also a host copy of each level (one
+/// download of the full map, resized by the CPU twin) for the γ/β cache.
 pub struct SegPyramid {
-    levels: Vec<((usize, usize), Tensor)>,
+    levels: Vec<((usize, usize), Tensor, Option<Vec<f32>>)>,
+}
+
+/// One level of a [`SegPyramid`].
+#[derive(Clone, Copy)]
+pub struct Level<'a> {
+    pub map: &'a Tensor,
+    pub host: Option<&'a [f32]>,
 }
 
 impl SegPyramid {
-    pub fn new(seg: Tensor, sizes: &[(usize, usize)]) -> Result<SegPyramid> {
-        let (_, _, h, w) = seg.nchw()?;
-        let mut levels = Vec::new();
+    pub fn new(seg: Tensor, sizes: &[(usize, usize)], keep_host: bool) -> Result<SegPyramid> {
+        let (_, c, h, w) = seg.nchw()?;
+        let full = if keep_host { Some(seg.to_vec()?) } else { None };
+        let mut levels: Vec<((usize, usize), Tensor, Option<Vec<f32>>)> = Vec::new();
         for &(sh, sw) in sizes {
-            if (sh, sw) != (h, w) && !levels.iter().any(|(s, _)| *s == (sh, sw)) {
+            if (sh, sw) != (h, w) && !levels.iter().any(|(s, _, _)| *s == (sh, sw)) {
+                let host = full.as_ref().map(|f| {
+                    ops::resize::resize_nearest_cpu(f, c, [h, w], [sh, sw], NearestRule::Torch)
+                });
                 levels.push((
                     (sh, sw),
                     ops::resize_nearest(&seg, sh, sw, NearestRule::Torch)?,
+                    host,
                 ));
             }
         }
-        levels.push(((h, w), seg));
+        levels.push(((h, w), seg, full));
         Ok(SegPyramid { levels })
     }
+
     /// The map at x's resolution.
-    pub fn at(&self, x: &Tensor) -> Result<&Tensor> {
+    pub fn at(&self, x: &Tensor) -> Result<Level<'_>> {
         let (_, _, h, w) = x.nchw()?;
         self.at_size(h, w)
     }
 
-    pub fn at_size(&self, h: usize, w: usize) -> Result<&Tensor> {
+    pub fn at_size(&self, h: usize, w: usize) -> Result<Level<'_>> {
         self.levels
             .iter()
-            .find(|(s, _)| *s == (h, w))
-            .map(|(_, t)| t)
+            .find(|(s, _, _)| *s == (h, w))
+            .map(|(_, map, host)| Level {
+                map,
+                host: host.as_deref(),
+            })
             .ok_or_else(|| anyhow::anyhow!("no map level {h}x{w}"))
     }
 }
@@ -524,10 +538,10 @@ impl SpadeGenerator {
             s = (2 * s.0, 2 * s.1);
             sizes.push(s);
         }
-        let seg = SegPyramid::new(seg, &sizes)?;
+        let seg = SegPyramid::new(seg, &sizes, self.gb_cache.load(Ordering::Relaxed))?;
 
         let mut x = match &self.fc {
-            Fc::Conv(fc) => fc.forward(seg.at_size(sh, sw)?)?,
+            Fc::Conv(fc) => fc.forward(seg.at_size(sh, sw)?.map)?,
             Fc::Linear(fc) => {
                 let Some(z) = z else {
                     bail!("this VAE generator needs a z (--seed, --z or --style)")
@@ -535,17 +549,16 @@ impl SpadeGenerator {
                 fc.forward(z)?.reshape(&[n, 16 * self.cfg.ngf, sh, sw])?
             }
         };
-        let cached = self.gb_cache.load(Ordering::Relaxed);
-        x = self.head_0.forward(&x, seg.at(&x)?, cached)?;
+        x = self.head_0.forward(&x, seg.at(&x)?)?;
         x = ops::upsample2x(&x)?;
-        x = self.G_middle_0.forward(&x, seg.at(&x)?, cached)?;
+        x = self.G_middle_0.forward(&x, seg.at(&x)?)?;
         if nup >= 6 {
             x = ops::upsample2x(&x)?;
         }
-        x = self.G_middle_1.forward(&x, seg.at(&x)?, cached)?;
+        x = self.G_middle_1.forward(&x, seg.at(&x)?)?;
         for up in &self.ups {
             x = ops::upsample2x(&x)?;
-            x = up.forward(&x, seg.at(&x)?, cached)?;
+            x = up.forward(&x, seg.at(&x)?)?;
         }
         x = self.conv_img.forward(&ops::leaky_relu(&x, LRELU)?)?;
         ops::tanh(&x)
