@@ -250,34 +250,32 @@ fn demo_workloads<'a>(d: &'a Device) -> Result<Vec<Work<'a>>> {
     a.stroke((0.0, 180.0), (256.0, 180.0), 40.0, grass);
     a.stroke((60.0, 200.0), (180.0, 200.0), 15.0, water);
     a.end();
-    let ca = a.canvas().clone();
+    let ca = Arc::new(a.canvas().clone());
     a.begin("brush");
     a.stroke((100.0, 150.0), (160.0, 130.0), 6.0, tree);
     a.end();
-    let cb = a.canvas().clone();
-    let prep = |c: &crate::paint::Canvas, m: &Model| -> Result<PreparedMap> {
-        let img = crate::io::labels::MapImage {
-            width: c.w,
-            height: c.h,
-            pixels: crate::io::labels::Pixels::Ids(c.ids.clone()),
-        };
-        crate::io::labels::prepare(&m.cfg, &img, "canvas", None, None)
+    let cb = Arc::new(a.canvas().clone());
+    // The painter's own renderer: canvas → prepare → generator → RGB.
+    use crate::paint::worker::{ModelRenderer, Renderer, Request, Style};
+    let req = |canvas: &Arc<crate::paint::Canvas>, seed| Request {
+        seq: 0,
+        canvas: canvas.clone(),
+        style: Style::Seed(seed),
+        unknown_as: None,
     };
-    let map_a = prep(&ca, &full)?;
-    let ca_style = ca.clone();
-    let style = mk()?;
-    style.generator.set_gamma_beta_cache(true);
-    let stroke = mk()?;
-    stroke.generator.set_gamma_beta_cache(true);
+    let mut full = ModelRenderer::new(full);
+    full.model.generator.set_gamma_beta_cache(false);
+    let mut style = ModelRenderer::new(mk()?);
+    let mut stroke = ModelRenderer::new(mk()?);
+    let (ca2, ca3) = (ca.clone(), ca.clone());
     let mut seed = 0u64;
     let mut flip = false;
-    use crate::render::ZSource;
     Ok(vec![
         Work {
             name: "demo 128² render".into(),
             kind: "e2e",
             flop,
-            run: Box::new(move || full.render(&map_a, Some(&ZSource::Seed(0))).map(drop)),
+            run: Box::new(move || full.render(&req(&ca, 0)).map(drop)),
         },
         Work {
             name: "demo new style (γβ cached)".into(),
@@ -285,8 +283,7 @@ fn demo_workloads<'a>(d: &'a Device) -> Result<Vec<Work<'a>>> {
             flop,
             run: Box::new(move || {
                 seed += 1;
-                let m = prep(&ca_style, &style)?;
-                style.render(&m, Some(&ZSource::Seed(seed))).map(drop)
+                style.render(&req(&ca2, seed)).map(drop)
             }),
         },
         Work {
@@ -295,10 +292,9 @@ fn demo_workloads<'a>(d: &'a Device) -> Result<Vec<Work<'a>>> {
             flop,
             run: Box::new(move || {
                 flip = !flip;
-                let m = prep(if flip { &cb } else { &ca }, &stroke)?;
-                let (out, (h, w)) = stroke.render(&m, Some(&ZSource::Seed(0)))?;
-                std::hint::black_box(crate::io::image::to_rgb8(&out, h, w));
-                Ok(())
+                stroke
+                    .render(&req(if flip { &cb } else { &ca3 }, 0))
+                    .map(drop)
             }),
         },
     ])
