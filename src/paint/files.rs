@@ -217,33 +217,24 @@ pub fn save_ids_png(path: &Path, canvas: &Canvas) -> Result<()> {
     if max > 65535 {
         bail!("{}: id {max} does not fit a 16-bit PNG", path.display());
     }
-    if max < 256 {
-        let data: Vec<u8> = canvas.ids.iter().map(|&v| v as u8).collect();
-        write_png(
-            path,
-            canvas.w,
-            canvas.h,
-            png::ColorType::Grayscale,
+    let (depth, data): (_, Vec<u8>) = if max < 256 {
+        (
             png::BitDepth::Eight,
-            None,
-            &data,
+            canvas.ids.iter().map(|&v| v as u8).collect(),
         )
     } else {
-        let data: Vec<u8> = canvas
-            .ids
-            .iter()
-            .flat_map(|&v| (v as u16).to_be_bytes())
-            .collect();
-        write_png(
-            path,
-            canvas.w,
-            canvas.h,
-            png::ColorType::Grayscale,
-            png::BitDepth::Sixteen,
-            None,
-            &data,
-        )
-    }
+        let be = canvas.ids.iter().flat_map(|&v| (v as u16).to_be_bytes());
+        (png::BitDepth::Sixteen, be.collect())
+    };
+    write_png(
+        path,
+        canvas.w,
+        canvas.h,
+        png::ColorType::Grayscale,
+        depth,
+        None,
+        &data,
+    )
 }
 
 #[cfg(test)]
