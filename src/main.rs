@@ -195,7 +195,8 @@ struct BenchArgs {
     /// Write a bar chart of GFLOP/s per workload and device (PNG).
     #[arg(long)]
     plot: Option<PathBuf>,
-    /// Only the workloads whose name contains this (e.g. "demo", "conv").
+    /// Only the workloads whose name contains this, or any of several separated by commas
+    /// (e.g. "demo", "conv,GEMM"). The peak rows always run.
     #[arg(long)]
     only: Option<String>,
 }

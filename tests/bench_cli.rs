@@ -52,6 +52,21 @@ fn quick_bench_writes_a_complete_report() {
         for r in rows {
             assert!(r["median_ms"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["gflops"].as_f64().is_some_and(|g| g > 0.0), "{r}");
+            // Dense-equivalent counts one-hot convs dense: never below the executed rate, and
+            // well above it for the gather (151 classes → 1 tap).
+            let (g, dense) = (
+                r["gflops"].as_f64().unwrap(),
+                r["dense_equiv_gflops"].as_f64().unwrap(),
+            );
+            if r["workload"]
+                .as_str()
+                .unwrap()
+                .starts_with("one-hot gather")
+            {
+                assert!(dense > 100.0 * g, "{r}");
+            } else {
+                assert!(dense >= g, "{r}");
+            }
             // Every rate is compared with the device's own peak, measured in the same run.
             let pct = r["pct_of_peak"].as_f64().unwrap();
             assert!(pct > 0.0 && pct.is_finite(), "{r}");

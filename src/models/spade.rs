@@ -568,9 +568,20 @@ impl SpadeGenerator {
 /// Multiply-adds × 2 of one forward pass at the config's native size, counted like SPADE_SPEC §6
 /// (every conv and linear; one-hot convs counted dense, as in the paper's figures).
 pub fn generator_flops(cfg: &SpadeConfig) -> Result<f64> {
+    count_flops(cfg, cfg.semantic_nc() as f64)
+}
+
+/// The FLOPs this engine executes: as [`generator_flops`], but each one-hot conv (`fc` without
+/// the VAE, every `mlp_shared`) counts as the gather it runs, one tap per kernel position (plus
+/// the instance-edge channel, which stays a dense input).
+pub fn generator_flops_executed(cfg: &SpadeConfig) -> Result<f64> {
+    count_flops(cfg, 1.0 + (!cfg.no_instance) as u8 as f64)
+}
+
+/// `snc`: the input channels a conv on the segmentation map costs (dense: semantic_nc).
+fn count_flops(cfg: &SpadeConfig, snc: f64) -> Result<f64> {
     let (sh, sw) = cfg.first_size()?;
     let (_, _, ks) = cfg.parse_norm_g()?;
-    let snc = cfg.semantic_nc() as f64;
     let nf = cfg.ngf as f64;
     let k2 = (ks * ks) as f64;
     let mut px = (sh * sw) as f64;
@@ -606,5 +617,40 @@ mod tests {
             let f = generator_flops(&SpadeConfig::preset(p).unwrap()).unwrap() / 1e9;
             assert!((f - gflop).abs() < 0.1, "{p}: {f} GFLOP, spec says {gflop}");
         }
+    }
+
+    #[test]
+    fn executed_flops_count_the_gather_not_the_dense_one_hot_conv() {
+        // One class, no instance map: the one-hot conv is a 1-channel conv, nothing to save.
+        let one = SpadeConfig {
+            label_nc: 1,
+            contain_dontcare_label: false,
+            no_instance: true,
+            ..SpadeConfig::preset("ade20k").unwrap()
+        };
+        let (d, e) = (
+            generator_flops(&one).unwrap(),
+            generator_flops_executed(&one).unwrap(),
+        );
+        assert_eq!(d, e);
+        // ade20k: 151 one-hot channels become one gather tap; a quarter of the MACs go.
+        let ade = SpadeConfig::preset("ade20k").unwrap();
+        let (d, e) = (
+            generator_flops(&ade).unwrap(),
+            generator_flops_executed(&ade).unwrap(),
+        );
+        let saved = 1.0 - e / d;
+        assert!((0.2..0.3).contains(&saved), "ade20k saves {saved}");
+        // cityscapes keeps its instance-edge channel dense: 2 input channels, not 1.
+        let cs = SpadeConfig::preset("cityscapes").unwrap();
+        let two = SpadeConfig {
+            label_nc: 1,
+            contain_dontcare_label: false,
+            ..cs.clone()
+        };
+        assert_eq!(
+            generator_flops_executed(&cs).unwrap(),
+            generator_flops(&two).unwrap()
+        );
     }
 }
