@@ -26,6 +26,11 @@ const CONV_SHAPES: &[[usize; 8]] = &[
     [1, 17, 12, 10, 13, 3, 1, 1],
     [1, 2, 1, 1, 6, 3, 1, 1],
     [1, 33, 16, 16, 130, 3, 1, 1],
+    // 3×3 stride 1 runs the row kernels: no padding, padding 2, rows not a multiple of the tile.
+    [2, 5, 9, 19, 11, 3, 1, 0],
+    [1, 4, 5, 3, 20, 3, 1, 2],
+    // 1×1 stride 1 unpadded runs the GEMM kernels: two images, 15 pixels.
+    [2, 7, 3, 5, 9, 1, 1, 0],
 ];
 
 #[test]

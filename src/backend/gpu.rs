@@ -28,6 +28,38 @@ pub const KERNELS: &[(&str, &str)] = &[
         include_str!("../../kernels/conv2d_g1p4.wgsl"),
     ),
     (
+        "conv2d3x3_g4p8.wgsl",
+        include_str!("../../kernels/conv2d3x3_g4p8.wgsl"),
+    ),
+    (
+        "conv2d3x3_g2p8.wgsl",
+        include_str!("../../kernels/conv2d3x3_g2p8.wgsl"),
+    ),
+    (
+        "conv2d3x3_g4p4.wgsl",
+        include_str!("../../kernels/conv2d3x3_g4p4.wgsl"),
+    ),
+    (
+        "conv2d3x3_g1p4.wgsl",
+        include_str!("../../kernels/conv2d3x3_g1p4.wgsl"),
+    ),
+    (
+        "conv2d1x1_g4p8.wgsl",
+        include_str!("../../kernels/conv2d1x1_g4p8.wgsl"),
+    ),
+    (
+        "conv2d1x1_g2p8.wgsl",
+        include_str!("../../kernels/conv2d1x1_g2p8.wgsl"),
+    ),
+    (
+        "conv2d1x1_g4p4.wgsl",
+        include_str!("../../kernels/conv2d1x1_g4p4.wgsl"),
+    ),
+    (
+        "conv2d1x1_g1p4.wgsl",
+        include_str!("../../kernels/conv2d1x1_g1p4.wgsl"),
+    ),
+    (
         "elementwise.wgsl",
         include_str!("../../kernels/elementwise.wgsl"),
     ),

@@ -30,6 +30,29 @@ pub fn kernel_name((g, p): (usize, usize)) -> &'static str {
     }
 }
 
+/// The 3×3 stride-1 kernel file of a tile: the tile's pixels are one row's, and each input row
+/// segment is loaded once for the three kx taps.
+pub fn kernel_name_3x3((g, p): (usize, usize)) -> &'static str {
+    match (g, p) {
+        (4, 8) => "conv2d3x3_g4p8.wgsl",
+        (2, 8) => "conv2d3x3_g2p8.wgsl",
+        (4, 4) => "conv2d3x3_g4p4.wgsl",
+        (1, 4) => "conv2d3x3_g1p4.wgsl",
+        _ => panic!("no conv2d3x3 kernel for tile {g}x{p}"),
+    }
+}
+
+/// The 1×1 stride-1 unpadded (GEMM) kernel file of a tile.
+pub fn kernel_name_1x1((g, p): (usize, usize)) -> &'static str {
+    match (g, p) {
+        (4, 8) => "conv2d1x1_g4p8.wgsl",
+        (2, 8) => "conv2d1x1_g2p8.wgsl",
+        (4, 4) => "conv2d1x1_g4p4.wgsl",
+        (1, 4) => "conv2d1x1_g1p4.wgsl",
+        _ => panic!("no conv2d1x1 kernel for tile {g}x{p}"),
+    }
+}
+
 /// A convolution layer with its weights already on the device, packed for its kernel.
 pub struct Conv2d {
     pub cout: usize,
@@ -190,13 +213,20 @@ impl Conv2d {
                     0,
                 ]
                 .map(|v| v as u32);
+                // 3×3 stride 1 (nearly every conv in SPADE): tiles of one output row.
+                // 1×1 stride 1 without padding: a GEMM with unmasked loads.
+                let (file, pixel_tiles) = match (self.kh, self.kw, self.stride, self.pad) {
+                    (3, 3, 1, _) => (kernel_name_3x3(tile), oh * ow.div_ceil(tile.1)),
+                    (1, 1, 1, 0) => (kernel_name_1x1(tile), npix.div_ceil(tile.1)),
+                    _ => (kernel_name(tile), npix.div_ceil(tile.1)),
+                };
                 let groups = [
                     (cout4 / tile.0).div_ceil(8) as u32,
-                    npix.div_ceil(tile.1).div_ceil(8) as u32,
+                    pixel_tiles.div_ceil(8) as u32,
                     n as u32,
                 ];
                 ctx.dispatch(
-                    kernel_name(tile),
+                    file,
                     "main",
                     &[x.buf(), self.weight.buf(), bias_buf],
                     y.buf(),
@@ -234,10 +264,11 @@ fn choose_tile(ctx: &std::sync::Arc<crate::backend::GpuContext>) -> (usize, usiz
     // update re-tunes.
     let sources: String = TILES
         .iter()
-        .filter_map(|&t| {
+        .flat_map(|&t| [kernel_name(t), kernel_name_3x3(t), kernel_name_1x1(t)])
+        .filter_map(|name| {
             crate::backend::gpu::KERNELS
                 .iter()
-                .find(|(n, _)| *n == kernel_name(t))
+                .find(|(n, _)| *n == name)
                 .map(|(_, s)| *s)
         })
         .collect();
