@@ -257,7 +257,14 @@ fn segmap_gpu_matches_cpu() {
 #[test]
 fn linear_gpu_matches_cpu() {
     let Some(g) = gpu() else { return };
-    for &(n, fin, fout) in &[(1usize, 7usize, 5usize), (2, 256, 130), (1, 33, 1)] {
+    // Rows and features that are not multiples of the 4-row × 16-feature register tile.
+    for &(n, fin, fout) in &[
+        (1usize, 7usize, 5usize),
+        (2, 256, 130),
+        (1, 33, 1),
+        (37, 19, 33),
+        (5, 64, 16),
+    ] {
         let x = rand_vec(n * fin, 11);
         let wt = rand_vec(fout * fin, 12);
         let b = rand_vec(fout, 13);
@@ -283,6 +290,15 @@ fn linear_gpu_matches_cpu() {
             .unwrap();
         close(&c, &naive, 1e-5, "linear cpu");
         close(&gg, &c, 1e-5, "linear gpu");
+        let nb = |d: &Device| {
+            Linear::new(d, &wt, [fout, fin], None)
+                .unwrap()
+                .forward(&up(d, &[n, fin], &x))
+                .unwrap()
+                .to_vec()
+                .unwrap()
+        };
+        close(&nb(&g), &nb(&Device::Cpu), 1e-5, "linear gpu, no bias");
     }
 }
 

@@ -8,8 +8,14 @@ use anyhow::{Result, bail};
 pub struct Linear {
     pub fin: usize,
     pub fout: usize,
-    weight: Tensor, // [fout, fin]
+    /// CPU: [fout, fin] as given. GPU: packed [fin][fout4] as vec4, fout padded to 16.
+    weight: Tensor,
     bias: Option<Tensor>,
+}
+
+/// GPU packing: output features padded to a multiple of 16 (the kernel's 4 vec4s).
+fn fout4(fout: usize) -> usize {
+    fout.div_ceil(16) * 4
 }
 
 impl Linear {
@@ -25,17 +31,39 @@ impl Linear {
                 weight.len()
             );
         }
-        let bias = match bias {
-            Some(b) if b.len() != fout => {
-                bail!("linear bias has {} values, expected {fout}", b.len())
+        if let Some(b) = bias
+            && b.len() != fout
+        {
+            bail!("linear bias has {} values, expected {fout}", b.len())
+        }
+        let (weight, bias) = match device {
+            Device::Cpu => (
+                Tensor::cpu(vec![fout, fin], weight.to_vec()),
+                bias.map(|b| Tensor::cpu(vec![fout], b.to_vec())),
+            ),
+            Device::Gpu(_) => {
+                let w4 = fout4(fout) * 4;
+                let mut packed = vec![0f32; fin * w4];
+                for o in 0..fout {
+                    for i in 0..fin {
+                        packed[i * w4 + o] = weight[o * fin + i];
+                    }
+                }
+                let bias = match bias {
+                    Some(b) => {
+                        let mut v = b.to_vec();
+                        v.resize(w4, 0.0);
+                        Some(Tensor::from_vec(device, &[w4], v)?)
+                    }
+                    None => None,
+                };
+                (Tensor::from_vec(device, &[fin, w4], packed)?, bias)
             }
-            Some(b) => Some(Tensor::from_vec(device, &[fout], b.to_vec())?),
-            None => None,
         };
         Ok(Linear {
             fin,
             fout,
-            weight: Tensor::from_vec(device, &[fout, fin], weight.to_vec())?,
+            weight,
             bias,
         })
     }
@@ -73,6 +101,10 @@ impl Linear {
                     fin as u32,
                     self.fout as u32,
                     self.bias.is_some() as u32,
+                    fout4(self.fout) as u32,
+                    0,
+                    0,
+                    0,
                 ];
                 ctx.dispatch(
                     "linear.wgsl",
@@ -80,7 +112,11 @@ impl Linear {
                     &[x.buf(), self.weight.buf(), bias],
                     y.buf(),
                     &params,
-                    [self.fout.div_ceil(64) as u32, n as u32, 1],
+                    [
+                        (fout4(self.fout) / 4).div_ceil(8) as u32,
+                        n.div_ceil(4).div_ceil(8) as u32,
+                        1,
+                    ],
                 )?;
                 Ok(y)
             }
