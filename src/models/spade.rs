@@ -568,18 +568,25 @@ impl SpadeGenerator {
 /// Multiply-adds × 2 of one forward pass at the config's native size, counted like SPADE_SPEC §6
 /// (every conv and linear; one-hot convs counted dense, as in the paper's figures).
 pub fn generator_flops(cfg: &SpadeConfig) -> Result<f64> {
-    count_flops(cfg, cfg.semantic_nc() as f64)
+    count_flops(cfg, cfg.semantic_nc() as f64, true)
+}
+
+/// The FLOPs of the trunk alone: [`generator_flops_executed`] without the SPADE MLPs
+/// (`mlp_shared`, `mlp_gamma`, `mlp_beta`), i.e. what a render costs when every γ/β is cached.
+pub fn generator_flops_trunk(cfg: &SpadeConfig) -> Result<f64> {
+    count_flops(cfg, 1.0, false)
 }
 
 /// The FLOPs this engine executes: as [`generator_flops`], but each one-hot conv (`fc` without
 /// the VAE, every `mlp_shared`) counts as the gather it runs, one tap per kernel position (plus
 /// the instance-edge channel, which stays a dense input).
 pub fn generator_flops_executed(cfg: &SpadeConfig) -> Result<f64> {
-    count_flops(cfg, 1.0 + (!cfg.no_instance) as u8 as f64)
+    count_flops(cfg, 1.0 + (!cfg.no_instance) as u8 as f64, true)
 }
 
-/// `snc`: the input channels a conv on the segmentation map costs (dense: semantic_nc).
-fn count_flops(cfg: &SpadeConfig, snc: f64) -> Result<f64> {
+/// `snc`: the input channels a conv on the segmentation map costs (dense: semantic_nc);
+/// `spade_mlps`: whether the SPADE MLPs (which the γ/β cache can skip) are counted.
+fn count_flops(cfg: &SpadeConfig, snc: f64, spade_mlps: bool) -> Result<f64> {
     let (sh, sw) = cfg.first_size()?;
     let (_, _, ks) = cfg.parse_norm_g()?;
     let nf = cfg.ngf as f64;
@@ -590,7 +597,9 @@ fn count_flops(cfg: &SpadeConfig, snc: f64) -> Result<f64> {
     } else {
         16.0 * nf * snc * 9.0 * px
     };
-    let spade = |c: f64, px: f64| (NHIDDEN as f64 * snc * k2 + 2.0 * c * NHIDDEN as f64 * k2) * px;
+    let spade = |c: f64, px: f64| {
+        (NHIDDEN as f64 * snc * k2 + 2.0 * c * NHIDDEN as f64 * k2) * px * spade_mlps as u8 as f64
+    };
     for (i, (name, fin, fout)) in cfg.blocks()?.into_iter().enumerate() {
         let (fin, fout) = (fin as f64, fout as f64);
         let fmid = fin.min(fout);
@@ -652,5 +661,8 @@ mod tests {
             generator_flops_executed(&cs).unwrap(),
             generator_flops(&two).unwrap()
         );
+        // The trunk is what remains without the SPADE MLPs: under half of ade20k's executed work.
+        let t = generator_flops_trunk(&ade).unwrap();
+        assert!(t > 0.0 && t < 0.5 * e, "trunk {t} of {e}");
     }
 }
