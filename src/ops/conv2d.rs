@@ -433,6 +433,19 @@ pub fn conv2d_cpu(
                         continue;
                     }
                     let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    if stride == 1 {
+                        // ix = ox + kx - pad: one contiguous run inside the image, zeros around.
+                        let lo = pad.saturating_sub(kx).min(ow);
+                        let hi = (w + pad).saturating_sub(kx).clamp(lo, ow);
+                        if lo == hi {
+                            d.fill(0.0);
+                            continue;
+                        }
+                        d[..lo].fill(0.0);
+                        d[lo..hi].copy_from_slice(&src[lo + kx - pad..hi + kx - pad]);
+                        d[hi..].fill(0.0);
+                        continue;
+                    }
                     for (ox, dv) in d.iter_mut().enumerate() {
                         let ix = (ox * stride + kx) as isize - pad as isize;
                         *dv = if ix >= 0 && ix < w as isize {
