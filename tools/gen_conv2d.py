@@ -34,9 +34,8 @@ KERNEL_DOC = '''// conv2d: implicit-GEMM convolution, register-blocked, no share
 TILES = [(4, 8), (2, 8), (4, 4), (1, 4)]
 
 
-def kernel(G, P):
-    L=[KERNEL_DOC % (G, P, G, P, 4 * G * P)]
-    L.append("""struct Params {
+# The uniform and the bindings every conv kernel shares (the wrapper fills the same Params).
+BINDINGS = """struct Params {
     n: u32, cin: u32, h: u32, w: u32,
     cout: u32, oh: u32, ow: u32, cout4: u32,
     kh: u32, kw: u32, stride: u32, pad: u32,
@@ -47,7 +46,21 @@ def kernel(G, P):
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
-fn tap(base: u32, iy: i32, ix: i32) -> f32 {
+"""
+
+
+def bias_lines(G, P):
+    """Adds the bias vec4 of each of the tile's G channel groups to its P accumulators."""
+    L = ["    if (p.has_bias != 0u) {"]
+    for g in range(G):
+        L.append(f"        let b{g} = bias[co4 + {g}u];")
+        L.append("        "+" ".join(f"a{g}_{j} += b{g};" for j in range(P)))
+    return L
+
+
+def kernel(G, P):
+    L=[KERNEL_DOC % (G, P, G, P, 4 * G * P)]
+    L.append(BINDINGS + """fn tap(base: u32, iy: i32, ix: i32) -> f32 {
     let inside = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
     let idx = select(0u, base + u32(iy) * p.w + u32(ix), inside);
     return select(0.0, x[idx], inside);
@@ -81,11 +94,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         L.append("                "+" ".join(f"a{g}_{j} += w{g} * t{j};" for j in range(P)))
     L.append("""            }
         }
-    }
-    if (p.has_bias != 0u) {""")
-    for g in range(G):
-        L.append(f"        let b{g} = bias[co4 + {g}u];")
-        L.append("        "+" ".join(f"a{g}_{j} += b{g};" for j in range(P)))
+    }""")
+    L += bias_lines(G, P)
     L.append("""    }
     let ybase = n * p.cout * npix;
     for (var i = 0u; i < 4u; i++) {""")
@@ -113,18 +123,7 @@ KERNEL3_DOC = """// conv2d3x3: 3x3 stride-1 convolution, register-blocked, no sh
 
 def kernel3x3(G, P):
     L=[KERNEL3_DOC % (G, P, P + 2, P, G, P + 2, 3 * 4 * G * P)]
-    L.append("""struct Params {
-    n: u32, cin: u32, h: u32, w: u32,
-    cout: u32, oh: u32, ow: u32, cout4: u32,
-    kh: u32, kw: u32, stride: u32, pad: u32,
-    has_bias: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
-@compute @workgroup_size(8, 8, 1)
+    L.append(BINDINGS + """@compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let co4 = gid.x * %du;
     let nb = (p.ow + %du) / %du;
@@ -158,11 +157,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for g in range(G):
             L.append("            "+" ".join(f"a{g}_{j} += w{g}_{kx} * t{j + kx};" for j in range(P)))
     L.append("""        }
-    }
-    if (p.has_bias != 0u) {""")
-    for g in range(G):
-        L.append(f"        let b{g} = bias[co4 + {g}u];")
-        L.append("        "+" ".join(f"a{g}_{j} += b{g};" for j in range(P)))
+    }""")
+    L += bias_lines(G, P)
     L.append("""    }
     let npix = p.oh * p.ow;
     let ybase = n * p.cout * npix + oy * p.ow + ox0;
@@ -190,18 +186,7 @@ KERNEL1_DOC = """// conv2d1x1: 1x1 stride-1 unpadded convolution, i.e. a GEMM [C
 
 def kernel1x1(G, P):
     L=[KERNEL1_DOC % (G, P, G, P, 4 * G * P)]
-    L.append("""struct Params {
-    n: u32, cin: u32, h: u32, w: u32,
-    cout: u32, oh: u32, ow: u32, cout4: u32,
-    kh: u32, kw: u32, stride: u32, pad: u32,
-    has_bias: u32, _p0: u32, _p1: u32, _p2: u32,
-}
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
-@compute @workgroup_size(8, 8, 1)
+    L.append(BINDINGS + """@compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let co4 = gid.x * %du;
     let npix = p.oh * p.ow;
@@ -223,11 +208,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         L.append(f"        let t{j} = x[base + qi{j}];")
     for g in range(G):
         L.append("        "+" ".join(f"a{g}_{j} += w{g} * t{j};" for j in range(P)))
-    L.append("""    }
-    if (p.has_bias != 0u) {""")
-    for g in range(G):
-        L.append(f"        let b{g} = bias[co4 + {g}u];")
-        L.append("        "+" ".join(f"a{g}_{j} += b{g};" for j in range(P)))
+    L.append("    }")
+    L += bias_lines(G, P)
     L.append("""    }
     let ybase = n * p.cout * npix;
     for (var i = 0u; i < 4u; i++) {""")
