@@ -539,7 +539,7 @@ pub fn plot(rows: &[Row], path: &std::path::Path) -> Result<()> {
         &mut img,
         10,
         10,
-        "spadework bench: GFLOP/s, log scale (gather: dense-equivalent)",
+        "spadework bench: executed GFLOP/s, log scale",
         2,
         [0, 0, 0],
     );
