@@ -78,10 +78,17 @@ fn main() -> anyhow::Result<()> {
         "gpu" => vec![BackendChoice::Gpu],
         _ => vec![BackendChoice::Cpu, BackendChoice::Gpu],
     };
-    for choice in choices {
+    // Like `spadework render`, the last model built lets the weight store go before it runs, so
+    // peak RSS is what a user's render costs, not the store and the model side by side.
+    let mut store = Some(store);
+    let last = choices.len() - 1;
+    for (i, choice) in choices.into_iter().enumerate() {
         let device = Device::select(choice, arg(&args, "--adapter").as_deref())?;
         eprintln!("{preset}: {}", device.describe());
-        let model = Model::from_store(&store, &device)?;
+        let model = Model::from_store(store.as_ref().expect("kept until the last model"), &device)?;
+        if i == last {
+            drop(store.take());
+        }
         let t = Instant::now();
         model.render(&map, None)?; // warm-up (pipeline compilation on the GPU)
         let warm = t.elapsed().as_secs_f64() * 1e3;
