@@ -33,7 +33,7 @@ fn every_kernel_validates_with_naga() {
 
 #[test]
 fn conv2d_kernels_match_the_wrapper_tiles() {
-    use spadework::ops::conv2d::{TILES, kernel_name, kernel_name_1x1, kernel_name_3x3};
+    use spadework::ops::conv2d::{ConvKernel, TILES};
     let gen_src = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/gen_conv2d.py"),
     )
@@ -44,47 +44,32 @@ fn conv2d_kernels_match_the_wrapper_tiles() {
         "tools/gen_conv2d.py TILES differ from src/ops/conv2d.rs TILES {TILES:?}"
     );
     for t in TILES {
-        let name = kernel_name(t);
-        let src = spadework::backend::gpu::KERNELS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("{name} not registered"))
-            .1;
-        let want = format!(
-            "tile: {} vec4s of output channels x {} output pixels",
-            t.0, t.1
-        );
-        assert!(
-            src.contains(&want),
-            "kernels/{name} was generated for another tile ({want})"
-        );
-        let name = kernel_name_1x1(t);
-        let src = spadework::backend::gpu::KERNELS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("{name} not registered"))
-            .1;
-        let want = format!(
-            "tile: {} vec4s of\n// output channels x {} consecutive output pixels",
-            t.0, t.1
-        );
-        assert!(
-            src.contains(&want),
-            "kernels/{name} was generated for another tile ({want})"
-        );
-        let name = kernel_name_3x3(t);
-        let src = spadework::backend::gpu::KERNELS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .unwrap_or_else(|| panic!("{name} not registered"))
-            .1;
-        let want = format!(
-            "tile: {} vec4s of output channels x {} consecutive output pixels of one",
-            t.0, t.1
-        );
-        assert!(
-            src.contains(&want),
-            "kernels/{name} was generated for another tile ({want})"
-        );
+        for kind in ConvKernel::ALL {
+            let name = kind.file(t);
+            let src = spadework::backend::gpu::KERNELS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("{name} not registered"))
+                .1;
+            // Each generator's header names its tile.
+            let want = match kind {
+                ConvKernel::General => format!(
+                    "tile: {} vec4s of output channels x {} output pixels",
+                    t.0, t.1
+                ),
+                ConvKernel::Gemm1x1 => format!(
+                    "tile: {} vec4s of\n// output channels x {} consecutive output pixels",
+                    t.0, t.1
+                ),
+                ConvKernel::Row3x3 => format!(
+                    "tile: {} vec4s of output channels x {} consecutive output pixels of one",
+                    t.0, t.1
+                ),
+            };
+            assert!(
+                src.contains(&want),
+                "kernels/{name} was generated for another tile ({want})"
+            );
+        }
     }
 }

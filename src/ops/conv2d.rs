@@ -1,7 +1,8 @@
 //! 2-D convolution (PyTorch `nn.Conv2d` semantics: OIHW weights, zero padding, optional bias).
 //!
-//! GPU: `kernels/conv2d_g*p*.wgsl`, implicit-GEMM kernels (one per register tile, chosen per
-//! adapter by autotune) on weights packed `[K][Cout/4]` as vec4.
+//! GPU: `kernels/conv2d*_g*p*.wgsl`, implicit-GEMM kernels (three kinds by conv shape, see
+//! [`ConvKernel`]; one per register tile, chosen per adapter by autotune) on weights packed
+//! `[K][Cout/4]` as vec4.
 //! CPU twin: im2col over bands of output rows + `gemm` (a 1×1 stride-1 conv is a plain GEMM).
 use super::gpu_empty;
 use crate::backend::Device;
@@ -10,8 +11,8 @@ use crate::tensor::Tensor;
 use anyhow::{Result, bail};
 use rayon::prelude::*;
 
-/// Register tiles (vec4s of output channels, output pixels per invocation), one generated kernel
-/// each (`kernels/conv2d_g{G}p{P}.wgsl`, by tools/gen_conv2d.py). Which one runs is chosen per
+/// Register tiles (vec4s of output channels, output pixels per invocation), each generated as the
+/// three [`ConvKernel`] kinds by tools/gen_conv2d.py. Which tile runs is chosen per
 /// adapter by [`gpu_tile`]: `SPADEWORK_CONV_TILE=GxP`, else a cached autotune result, else a
 /// short autotune at first use (written to the cache).
 pub const TILES: [(usize, usize); 4] = [(4, 8), (2, 8), (4, 4), (1, 4)];
@@ -19,37 +20,59 @@ pub const TILES: [(usize, usize); 4] = [(4, 8), (2, 8), (4, 4), (1, 4)];
 /// reads the same buffers.
 const PACK_CO4: usize = 4;
 
-/// The kernel file of a tile.
-pub fn kernel_name((g, p): (usize, usize)) -> &'static str {
-    match (g, p) {
-        (4, 8) => "conv2d_g4p8.wgsl",
-        (2, 8) => "conv2d_g2p8.wgsl",
-        (4, 4) => "conv2d_g4p4.wgsl",
-        (1, 4) => "conv2d_g1p4.wgsl",
-        _ => panic!("no conv2d kernel for tile {g}x{p}"),
-    }
+/// The three generated kernel kinds (tools/gen_conv2d.py writes one file per kind and tile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// `conv2d_g{G}p{P}`: any kernel size, stride and padding; P pixels in flat output order.
+    General,
+    /// `conv2d3x3_g{G}p{P}`: 3×3 stride 1; the tile's pixels are one row's, and each input row
+    /// segment is loaded once for the three kx taps.
+    Row3x3,
+    /// `conv2d1x1_g{G}p{P}`: 1×1 stride 1 unpadded, a GEMM with unmasked contiguous loads.
+    Gemm1x1,
 }
 
-/// The 3×3 stride-1 kernel file of a tile: the tile's pixels are one row's, and each input row
-/// segment is loaded once for the three kx taps.
-pub fn kernel_name_3x3((g, p): (usize, usize)) -> &'static str {
-    match (g, p) {
-        (4, 8) => "conv2d3x3_g4p8.wgsl",
-        (2, 8) => "conv2d3x3_g2p8.wgsl",
-        (4, 4) => "conv2d3x3_g4p4.wgsl",
-        (1, 4) => "conv2d3x3_g1p4.wgsl",
-        _ => panic!("no conv2d3x3 kernel for tile {g}x{p}"),
-    }
-}
+impl ConvKernel {
+    pub const ALL: [ConvKernel; 3] = [ConvKernel::General, ConvKernel::Row3x3, ConvKernel::Gemm1x1];
 
-/// The 1×1 stride-1 unpadded (GEMM) kernel file of a tile.
-pub fn kernel_name_1x1((g, p): (usize, usize)) -> &'static str {
-    match (g, p) {
-        (4, 8) => "conv2d1x1_g4p8.wgsl",
-        (2, 8) => "conv2d1x1_g2p8.wgsl",
-        (4, 4) => "conv2d1x1_g4p4.wgsl",
-        (1, 4) => "conv2d1x1_g1p4.wgsl",
-        _ => panic!("no conv2d1x1 kernel for tile {g}x{p}"),
+    /// The kind that runs a conv of this kernel size, stride and padding.
+    pub fn for_shape(kh: usize, kw: usize, stride: usize, pad: usize) -> ConvKernel {
+        match (kh, kw, stride, pad) {
+            (3, 3, 1, _) => ConvKernel::Row3x3,
+            (1, 1, 1, 0) => ConvKernel::Gemm1x1,
+            _ => ConvKernel::General,
+        }
+    }
+
+    /// The kernel file of this kind for a tile (one of [`TILES`]).
+    pub fn file(self, (g, p): (usize, usize)) -> &'static str {
+        const FILES: [[&str; 3]; 4] = [
+            [
+                "conv2d_g4p8.wgsl",
+                "conv2d3x3_g4p8.wgsl",
+                "conv2d1x1_g4p8.wgsl",
+            ],
+            [
+                "conv2d_g2p8.wgsl",
+                "conv2d3x3_g2p8.wgsl",
+                "conv2d1x1_g2p8.wgsl",
+            ],
+            [
+                "conv2d_g4p4.wgsl",
+                "conv2d3x3_g4p4.wgsl",
+                "conv2d1x1_g4p4.wgsl",
+            ],
+            [
+                "conv2d_g1p4.wgsl",
+                "conv2d3x3_g1p4.wgsl",
+                "conv2d1x1_g1p4.wgsl",
+            ],
+        ];
+        let t = TILES
+            .iter()
+            .position(|&t| t == (g, p))
+            .unwrap_or_else(|| panic!("no conv2d kernel for tile {g}x{p}"));
+        FILES[t][self as usize]
     }
 }
 
@@ -213,12 +236,11 @@ impl Conv2d {
                     0,
                 ]
                 .map(|v| v as u32);
-                // 3×3 stride 1 (nearly every conv in SPADE): tiles of one output row.
-                // 1×1 stride 1 without padding: a GEMM with unmasked loads.
-                let (file, pixel_tiles) = match (self.kh, self.kw, self.stride, self.pad) {
-                    (3, 3, 1, _) => (kernel_name_3x3(tile), oh * ow.div_ceil(tile.1)),
-                    (1, 1, 1, 0) => (kernel_name_1x1(tile), npix.div_ceil(tile.1)),
-                    _ => (kernel_name(tile), npix.div_ceil(tile.1)),
+                let kind = ConvKernel::for_shape(self.kh, self.kw, self.stride, self.pad);
+                let pixel_tiles = match kind {
+                    // The row kernel's tiles do not cross output rows.
+                    ConvKernel::Row3x3 => oh * ow.div_ceil(tile.1),
+                    ConvKernel::General | ConvKernel::Gemm1x1 => npix.div_ceil(tile.1),
                 };
                 let groups = [
                     (cout4 / tile.0).div_ceil(8) as u32,
@@ -226,7 +248,7 @@ impl Conv2d {
                     n as u32,
                 ];
                 ctx.dispatch(
-                    file,
+                    kind.file(tile),
                     "main",
                     &[x.buf(), self.weight.buf(), bias_buf],
                     y.buf(),
@@ -264,7 +286,7 @@ fn choose_tile(ctx: &std::sync::Arc<crate::backend::GpuContext>) -> (usize, usiz
     // update re-tunes.
     let sources: String = TILES
         .iter()
-        .flat_map(|&t| [kernel_name(t), kernel_name_3x3(t), kernel_name_1x1(t)])
+        .flat_map(|&t| ConvKernel::ALL.map(|k| k.file(t)))
         .filter_map(|name| {
             crate::backend::gpu::KERNELS
                 .iter()
