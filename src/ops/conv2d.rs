@@ -20,6 +20,39 @@ pub const TILES: [(usize, usize); 4] = [(4, 8), (2, 8), (4, 4), (1, 4)];
 /// reads the same buffers.
 const PACK_CO4: usize = 4;
 
+/// Output channels in vec4s, padded to the widest tile ([`PACK_CO4`] vec4s).
+pub(crate) fn packed_cout4(cout: usize) -> usize {
+    cout.div_ceil(4 * PACK_CO4) * PACK_CO4
+}
+
+/// Uploads `weight` `[cout, k]` (row-major: OIHW for a conv, `[out, in]` for a linear layer) in
+/// the layout of the register-blocked conv and linear kernels: `[k][cout4]` vec4s, output channels
+/// zero-padded to [`packed_cout4`]; the bias is zero-padded to match.
+pub(crate) fn upload_packed(
+    device: &Device,
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    cout: usize,
+    k: usize,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let width = packed_cout4(cout) * 4;
+    let mut packed = vec![0f32; k * width];
+    for co in 0..cout {
+        for kk in 0..k {
+            packed[kk * width + co] = weight[co * k + kk];
+        }
+    }
+    let bias = match bias {
+        Some(b) => {
+            let mut v = b.to_vec();
+            v.resize(width, 0.0);
+            Some(Tensor::from_vec(device, &[width], v)?)
+        }
+        None => None,
+    };
+    Ok((Tensor::from_vec(device, &[k, width], packed)?, bias))
+}
+
 /// The three generated kernel kinds (tools/gen_conv2d.py writes one file per kind and tile).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvKernel {
@@ -126,28 +159,7 @@ impl Conv2d {
                 Tensor::cpu(shape.to_vec(), weight.to_vec()),
                 bias.map(|b| Tensor::cpu(vec![cout], b.to_vec())),
             ),
-            Device::Gpu(_) => {
-                let cout4 = cout.div_ceil(4 * PACK_CO4) * PACK_CO4;
-                let k = cin * kh * kw;
-                let mut packed = vec![0f32; k * cout4 * 4];
-                for co in 0..cout {
-                    for kk in 0..k {
-                        packed[kk * cout4 * 4 + co] = weight[co * k + kk];
-                    }
-                }
-                let b = bias.map(|b| {
-                    let mut v = b.to_vec();
-                    v.resize(cout4 * 4, 0.0);
-                    v
-                });
-                (
-                    Tensor::from_vec(device, &[k, cout4 * 4], packed)?,
-                    match b {
-                        Some(v) => Some(Tensor::from_vec(device, &[v.len()], v)?),
-                        None => None,
-                    },
-                )
-            }
+            Device::Gpu(_) => upload_packed(device, weight, bias, cout, cin * kh * kw)?,
         };
         Ok(Conv2d {
             cout,
@@ -210,7 +222,7 @@ impl Conv2d {
                     bail!("conv2d: weights are on the CPU but the input is on the GPU");
                 }
                 let y = gpu_empty(&ctx, &[n, self.cout, oh, ow])?;
-                let cout4 = self.cout.div_ceil(4 * PACK_CO4) * PACK_CO4;
+                let cout4 = packed_cout4(self.cout);
                 let npix = oh * ow;
                 let bias_buf = self
                     .bias

@@ -8,14 +8,9 @@ use anyhow::{Result, bail};
 pub struct Linear {
     pub fin: usize,
     pub fout: usize,
-    /// CPU: [fout, fin] as given. GPU: packed [fin][fout4] as vec4, fout padded to 16.
+    /// CPU: [fout, fin] as given. GPU: packed [fin][fout4] as vec4 (`conv2d::upload_packed`).
     weight: Tensor,
     bias: Option<Tensor>,
-}
-
-/// GPU packing: output features padded to a multiple of 16 (the kernel's 4 vec4s).
-fn fout4(fout: usize) -> usize {
-    fout.div_ceil(16) * 4
 }
 
 impl Linear {
@@ -41,24 +36,8 @@ impl Linear {
                 Tensor::cpu(vec![fout, fin], weight.to_vec()),
                 bias.map(|b| Tensor::cpu(vec![fout], b.to_vec())),
             ),
-            Device::Gpu(_) => {
-                let w4 = fout4(fout) * 4;
-                let mut packed = vec![0f32; fin * w4];
-                for o in 0..fout {
-                    for i in 0..fin {
-                        packed[i * w4 + o] = weight[o * fin + i];
-                    }
-                }
-                let bias = match bias {
-                    Some(b) => {
-                        let mut v = b.to_vec();
-                        v.resize(w4, 0.0);
-                        Some(Tensor::from_vec(device, &[w4], v)?)
-                    }
-                    None => None,
-                };
-                (Tensor::from_vec(device, &[fin, w4], packed)?, bias)
-            }
+            // The conv kernels' layout: the kernel's tile is 4 vec4s of features, as theirs.
+            Device::Gpu(_) => super::conv2d::upload_packed(device, weight, bias, fout, fin)?,
         };
         Ok(Linear {
             fin,
@@ -101,7 +80,7 @@ impl Linear {
                     fin as u32,
                     self.fout as u32,
                     self.bias.is_some() as u32,
-                    fout4(self.fout) as u32,
+                    super::conv2d::packed_cout4(self.fout) as u32,
                     0,
                     0,
                     0,
@@ -113,7 +92,7 @@ impl Linear {
                     y.buf(),
                     &params,
                     [
-                        (fout4(self.fout) / 4).div_ceil(8) as u32,
+                        (super::conv2d::packed_cout4(self.fout) / 4).div_ceil(8) as u32,
                         n.div_ceil(4).div_ceil(8) as u32,
                         1,
                     ],
