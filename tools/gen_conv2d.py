@@ -58,6 +58,27 @@ def bias_lines(G, P):
     return L
 
 
+def acc_lines(G, P):
+    """The tile's G x P vec4 accumulators (4 output channels each), zeroed."""
+    return [f"    var a{g}_{j} = vec4<f32>(0.0);" for g in range(G) for j in range(P)]
+
+
+def flat_store_lines(G, P):
+    """Writes the accumulators of P pixels in flat output order from q0 (the general and 1x1
+    kernels): channels past cout and pixels past npix are skipped."""
+    L = ["    let ybase = n * p.cout * npix;",
+         "    for (var i = 0u; i < 4u; i++) {"]
+    for g in range(G):
+        L.append(f"        let c{g} = co4 * 4u + {4*g}u + i;")
+        L.append(f"        if (c{g} < p.cout) {{ let o = ybase + c{g} * npix + q0;")
+        for j in range(P):
+            cond = "" if j==0 else f"if (q0 + {j}u < npix) "
+            L.append(f"            {cond}{{ y[o + {j}u] = a{g}_{j}[i]; }}")
+        L.append("        }")
+    L.append("    }\n}")
+    return L
+
+
 def kernel(G, P):
     L=[KERNEL_DOC % (G, P, G, P, 4 * G * P)]
     L.append(BINDINGS + """fn tap(base: u32, iy: i32, ix: i32) -> f32 {
@@ -76,9 +97,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pd = i32(p.pad);""" % (G,P))
     for j in range(P):
         L.append(f"    let qq{j} = min(q0 + {j}u, npix - 1u); let y{j} = i32(qq{j} / p.ow) * s - pd; let x{j} = i32(qq{j} % p.ow) * s - pd;")
-    for g in range(G):
-        for j in range(P):
-            L.append(f"    var a{g}_{j} = vec4<f32>(0.0);")
+    L += acc_lines(G, P)
     L.append("""    let hw = p.h * p.w;
     var widx = co4;
     for (var ci = 0u; ci < p.cin; ci++) {
@@ -96,17 +115,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         }
     }""")
     L += bias_lines(G, P)
-    L.append("""    }
-    let ybase = n * p.cout * npix;
-    for (var i = 0u; i < 4u; i++) {""")
-    for g in range(G):
-        L.append(f"        let c{g} = co4 * 4u + {4*g}u + i;")
-        L.append(f"        if (c{g} < p.cout) {{ let o = ybase + c{g} * npix + q0;")
-        for j in range(P):
-            cond = "" if j==0 else f"if (q0 + {j}u < npix) "
-            L.append(f"            {cond}{{ y[o + {j}u] = a{g}_{j}[i]; }}")
-        L.append("        }")
-    L.append("    }\n}")
+    L.append("    }")
+    L += flat_store_lines(G, P)
     return "\n".join(L) + "\n"
 
 
@@ -137,9 +147,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for j in range(P + 2):
         L.append(f"    let m{j} = ix0 + {j} >= 0 && ix0 + {j} < i32(p.w); "
                  f"let c{j} = u32(clamp(ix0 + {j}, 0, i32(p.w) - 1));")
-    for g in range(G):
-        for j in range(P):
-            L.append(f"    var a{g}_{j} = vec4<f32>(0.0);")
+    L += acc_lines(G, P)
     L.append("""    let hw = p.h * p.w;
     var widx = co4;
     for (var ci = 0u; ci < p.cin; ci++) {
@@ -195,9 +203,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (co4 >= p.cout4 || q0 >= npix || n >= p.n) { return; }""" % (G, P))
     for j in range(P):
         L.append(f"    let qi{j} = min(q0 + {j}u, npix - 1u);")
-    for g in range(G):
-        for j in range(P):
-            L.append(f"    var a{g}_{j} = vec4<f32>(0.0);")
+    L += acc_lines(G, P)
     L.append("""    var widx = co4;
     for (var ci = 0u; ci < p.cin; ci++) {
         let base = (n * p.cin + ci) * npix;""")
@@ -210,17 +216,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         L.append("        "+" ".join(f"a{g}_{j} += w{g} * t{j};" for j in range(P)))
     L.append("    }")
     L += bias_lines(G, P)
-    L.append("""    }
-    let ybase = n * p.cout * npix;
-    for (var i = 0u; i < 4u; i++) {""")
-    for g in range(G):
-        L.append(f"        let c{g} = co4 * 4u + {4*g}u + i;")
-        L.append(f"        if (c{g} < p.cout) {{ let o = ybase + c{g} * npix + q0;")
-        for j in range(P):
-            cond = "" if j==0 else f"if (q0 + {j}u < npix) "
-            L.append(f"            {cond}{{ y[o + {j}u] = a{g}_{j}[i]; }}")
-        L.append("        }")
-    L.append("    }\n}")
+    L.append("    }")
+    L += flat_store_lines(G, P)
     return "\n".join(L) + "\n"
 
 
@@ -235,15 +232,8 @@ if __name__ == "__main__":
     else:
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels")
         for G, P in TILES:
-            path = os.path.join(root, f"conv2d_g{G}p{P}.wgsl")
-            with open(path, "w") as f:
-                f.write(kernel(G, P))
-            print("wrote", os.path.normpath(path))
-            path = os.path.join(root, f"conv2d3x3_g{G}p{P}.wgsl")
-            with open(path, "w") as f:
-                f.write(kernel3x3(G, P))
-            print("wrote", os.path.normpath(path))
-            path = os.path.join(root, f"conv2d1x1_g{G}p{P}.wgsl")
-            with open(path, "w") as f:
-                f.write(kernel1x1(G, P))
-            print("wrote", os.path.normpath(path))
+            for prefix, gen in [("conv2d", kernel), ("conv2d3x3", kernel3x3), ("conv2d1x1", kernel1x1)]:
+                path = os.path.join(root, f"{prefix}_g{G}p{P}.wgsl")
+                with open(path, "w") as f:
+                    f.write(gen(G, P))
+                print("wrote", os.path.normpath(path))
