@@ -598,7 +598,11 @@ fn count_flops(cfg: &SpadeConfig, snc: f64, spade_mlps: bool) -> Result<f64> {
         16.0 * nf * snc * 9.0 * px
     };
     let spade = |c: f64, px: f64| {
-        (NHIDDEN as f64 * snc * k2 + 2.0 * c * NHIDDEN as f64 * k2) * px * spade_mlps as u8 as f64
+        if spade_mlps {
+            (NHIDDEN as f64 * snc * k2 + 2.0 * c * NHIDDEN as f64 * k2) * px
+        } else {
+            0.0
+        }
     };
     for (i, (name, fin, fout)) in cfg.blocks()?.into_iter().enumerate() {
         let (fin, fout) = (fin as f64, fout as f64);
