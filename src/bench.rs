@@ -29,7 +29,13 @@ pub struct Row {
     /// Executed GFLOP/s as a share of the device's own peak, measured in the same run by the tuned
     /// microbenchmark (the `peak` rows: GEMM-shaped work on the best conv tile, or sgemm on the CPU).
     pub pct_of_peak: f64,
+    /// Device memory (GPU): the most held at once during the timed runs, what was held before
+    /// them (weights, inputs, γ/β caches), and the two largest buffers the runs allocated.
     pub peak_device_mib: f64,
+    pub resident_device_mib: f64,
+    pub largest2_device_mib: f64,
+    /// Host resident-set peak while this workload was built and run (Linux; its own peak where
+    /// the kernel lets the mark be reset, else the process's).
     pub host_rss_mib: f64,
 }
 
@@ -41,14 +47,50 @@ pub struct DeviceReport {
     pub rows: Vec<Row>,
 }
 
-/// One benchmark: a name, its FLOPs (2 per multiply-add; `flop` executed, `dense_flop` with
-/// one-hot convs counted dense where that differs) and a closure that runs it once.
+/// One benchmark: a name and how to build it. Workloads are built one at a time, just before they
+/// run, so each one's memory figures are its own.
 struct Work<'a> {
     name: String,
     kind: &'static str,
+    build: Box<dyn FnOnce() -> Result<Ready<'a>> + 'a>,
+}
+
+/// A built workload: its FLOPs (2 per multiply-add; `flop` executed, `dense_flop` with one-hot
+/// convs counted dense where that differs) and a closure that runs it once.
+struct Ready<'a> {
     flop: f64,
     dense_flop: Option<f64>,
     run: Box<dyn FnMut() -> Result<()> + 'a>,
+}
+
+impl<'a> Work<'a> {
+    fn new(
+        name: impl Into<String>,
+        kind: &'static str,
+        build: impl FnOnce() -> Result<Ready<'a>> + 'a,
+    ) -> Work<'a> {
+        Work {
+            name: name.into(),
+            kind,
+            build: Box::new(build),
+        }
+    }
+}
+
+impl<'a> Ready<'a> {
+    fn new(flop: f64, run: impl FnMut() -> Result<()> + 'a) -> Ready<'a> {
+        Ready {
+            flop,
+            dense_flop: None,
+            run: Box::new(run),
+        }
+    }
+}
+
+/// Resets the process's resident-set high-water mark (Linux ≥ 4.0), so `host_rss_mib` reports the
+/// next workload's own peak; false where that is not possible.
+pub fn reset_rss_peak() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Host resident-set high-water mark (Linux), MiB.
@@ -71,41 +113,38 @@ fn rand(n: usize, seed: u64) -> Vec<f32> {
 /// The device's attainable dense rate: GEMM-shaped work (a 1×1 conv, 512→512 at 64², i.e.
 /// 4096×512×512) on every GPU conv tile, or a 1024³ sgemm on the CPU; the best row is the peak
 /// the other rows are compared with.
-fn peak_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
+fn peak_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
     let mut v: Vec<Work> = Vec::new();
     match d {
         Device::Gpu(_) => {
             let (c, hw) = if quick { (256, 32) } else { (512, 64) };
             for tile in crate::ops::conv2d::TILES {
-                let conv = Conv2d::new(d, &rand(c * c, 11), [c, c, 1, 1], None, 1, 0)?;
-                let x = Tensor::from_vec(d, &[1, c, hw, hw], rand(c * hw * hw, 12))?;
-                v.push(Work {
-                    name: format!("peak: GEMM {}×{c}×{c} tile {}x{}", hw * hw, tile.0, tile.1),
-                    kind: "peak",
-                    flop: 2.0 * (c * c * hw * hw) as f64,
-                    dense_flop: None,
-                    run: Box::new(move || conv.forward_tile(&x, tile).map(drop)),
-                });
+                let name = format!("peak: GEMM {}×{c}×{c} tile {}x{}", hw * hw, tile.0, tile.1);
+                v.push(Work::new(name, "peak", move || {
+                    let conv = Conv2d::new(d, &rand(c * c, 11), [c, c, 1, 1], None, 1, 0)?;
+                    let x = Tensor::from_vec(d, &[1, c, hw, hw], rand(c * hw * hw, 12))?;
+                    Ok(Ready::new(2.0 * (c * c * hw * hw) as f64, move || {
+                        conv.forward_tile(&x, tile).map(drop)
+                    }))
+                }));
             }
         }
         Device::Cpu => {
             let n = if quick { 512 } else { 1024 };
-            let lin = ops::Linear::new(d, &rand(n * n, 9), [n, n], None)?;
-            let xm = Tensor::from_vec(d, &[n, n], rand(n * n, 10))?;
-            v.push(Work {
-                name: format!("peak: sgemm {n}³"),
-                kind: "peak",
-                flop: 2.0 * (n * n * n) as f64,
-                dense_flop: None,
-                run: Box::new(move || lin.forward(&xm).map(drop)),
-            });
+            v.push(Work::new(format!("peak: sgemm {n}³"), "peak", move || {
+                let lin = ops::Linear::new(d, &rand(n * n, 9), [n, n], None)?;
+                let xm = Tensor::from_vec(d, &[n, n], rand(n * n, 10))?;
+                Ok(Ready::new(2.0 * (n * n * n) as f64, move || {
+                    lin.forward(&xm).map(drop)
+                }))
+            }));
         }
     }
-    Ok(v)
+    v
 }
 
 /// Per-op workloads at SPADE's shapes (`quick`: 1/4 of the spatial size).
-fn op_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
+fn op_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
     let s = if quick { 4 } else { 1 };
     let mut v: Vec<Work> = Vec::new();
     let convs: &[(&str, usize, usize, usize, usize)] = &[
@@ -117,72 +156,75 @@ fn op_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
     ];
     for &(name, cin, cout, hw, k) in convs {
         let hw = (hw / s).max(4);
-        let conv = Conv2d::new(
-            d,
-            &rand(cout * cin * k * k, 1),
-            [cout, cin, k, k],
-            Some(&rand(cout, 2)),
-            1,
-            k / 2,
-        )?;
-        let x = Tensor::from_vec(d, &[1, cin, hw, hw], rand(cin * hw * hw, 3))?;
         let name = name.replace(&format!("@{}", hw * s), &format!("@{hw}"));
-        v.push(Work {
-            name,
-            kind: "op",
-            flop: 2.0 * (cout * cin * k * k * hw * hw) as f64,
-            dense_flop: None,
-            run: Box::new(move || conv.forward(&x).map(drop)),
-        });
+        v.push(Work::new(name, "op", move || {
+            let conv = Conv2d::new(
+                d,
+                &rand(cout * cin * k * k, 1),
+                [cout, cin, k, k],
+                Some(&rand(cout, 2)),
+                1,
+                k / 2,
+            )?;
+            let x = Tensor::from_vec(d, &[1, cin, hw, hw], rand(cin * hw * hw, 3))?;
+            Ok(Ready::new(
+                2.0 * (cout * cin * k * k * hw * hw) as f64,
+                move || conv.forward(&x).map(drop),
+            ))
+        }));
     }
     let hw = 256 / s;
     let nc = 151;
-    let g = OneHotConv::new(
-        d,
-        &rand(128 * nc * 9, 4),
-        [128, nc, 3, 3],
-        &rand(128, 5),
-        false,
-        1,
-        true,
-    )?;
-    let labels: Vec<u32> = (0..hw * hw)
-        .map(|i| ((i / hw / 16 * 7 + i % hw / 16 * 3) % nc) as u32)
-        .collect();
-    let lm = ops::onehot_conv::label_map(d, &labels, None, hw, hw)?;
-    v.push(Work {
-        name: format!("one-hot gather 151→128 @{hw}"),
-        kind: "op",
-        flop: 2.0 * (128 * 9 * hw * hw) as f64,
-        dense_flop: Some(2.0 * (128 * nc * 9 * hw * hw) as f64),
-        run: Box::new(move || g.forward(&lm).map(drop)),
-    });
-    let c = 128;
-    let x = Tensor::from_vec(d, &[1, c, hw, hw], rand(c * hw * hw, 6))?;
-    let gb = Tensor::from_vec(d, &[1, 2 * c, hw, hw], rand(2 * c * hw * hw, 7))?;
-    let bn = ParamFreeNorm::batch(d, &rand(c, 8), &vec![1.0; c])?;
-    v.push(Work {
-        name: format!("fused SPADE modulate 128ch @{hw}"),
-        kind: "op",
-        flop: 5.0 * (c * hw * hw) as f64,
-        dense_flop: None,
-        run: Box::new(move || ops::modulate(&x, &bn, &gb, Some(0.2)).map(drop)),
-    });
+    v.push(Work::new(
+        format!("one-hot gather 151→128 @{hw}"),
+        "op",
+        move || {
+            let g = OneHotConv::new(
+                d,
+                &rand(128 * nc * 9, 4),
+                [128, nc, 3, 3],
+                &rand(128, 5),
+                false,
+                1,
+                true,
+            )?;
+            let labels: Vec<u32> = (0..hw * hw)
+                .map(|i| ((i / hw / 16 * 7 + i % hw / 16 * 3) % nc) as u32)
+                .collect();
+            let lm = ops::onehot_conv::label_map(d, &labels, None, hw, hw)?;
+            Ok(Ready {
+                flop: 2.0 * (128 * 9 * hw * hw) as f64,
+                dense_flop: Some(2.0 * (128 * nc * 9 * hw * hw) as f64),
+                run: Box::new(move || g.forward(&lm).map(drop)),
+            })
+        },
+    ));
+    v.push(Work::new(
+        format!("fused SPADE modulate 128ch @{hw}"),
+        "op",
+        move || {
+            let c = 128;
+            let x = Tensor::from_vec(d, &[1, c, hw, hw], rand(c * hw * hw, 6))?;
+            let gb = Tensor::from_vec(d, &[1, 2 * c, hw, hw], rand(2 * c * hw * hw, 7))?;
+            let bn = ParamFreeNorm::batch(d, &rand(c, 8), &vec![1.0; c])?;
+            Ok(Ready::new(5.0 * (c * hw * hw) as f64, move || {
+                ops::modulate(&x, &bn, &gb, Some(0.2)).map(drop)
+            }))
+        },
+    ));
     let n = 1024 / s;
-    let lin = ops::Linear::new(d, &rand(n * n, 9), [n, n], None)?;
-    let xm = Tensor::from_vec(d, &[n, n], rand(n * n, 10))?;
-    v.push(Work {
-        name: format!("GEMM {n}×{n}×{n}"),
-        kind: "op",
-        flop: 2.0 * (n * n * n) as f64,
-        dense_flop: None,
-        run: Box::new(move || lin.forward(&xm).map(drop)),
-    });
-    Ok(v)
+    v.push(Work::new(format!("GEMM {n}×{n}×{n}"), "op", move || {
+        let lin = ops::Linear::new(d, &rand(n * n, 9), [n, n], None)?;
+        let xm = Tensor::from_vec(d, &[n, n], rand(n * n, 10))?;
+        Ok(Ready::new(2.0 * (n * n * n) as f64, move || {
+            lin.forward(&xm).map(drop)
+        }))
+    }));
+    v
 }
 
 /// End-to-end generator forwards with random weights (`quick`: a 64×64 ngf-16 ade20k layout).
-fn e2e_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
+fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
     let presets: Vec<(String, SpadeConfig)> = if quick {
         let cfg = SpadeConfig {
             crop_size: 64,
@@ -202,40 +244,40 @@ fn e2e_workloads<'a>(d: &'a Device, quick: bool) -> Result<Vec<Work<'a>>> {
     };
     let mut v: Vec<Work> = Vec::new();
     for (name, cfg) in presets {
-        let flop = crate::models::spade::generator_flops_executed(&cfg)?;
-        let dense_flop = crate::models::spade::generator_flops(&cfg)?;
-        let store = crate::weights::random::random_store(&cfg, 1)?;
-        let model = Model::from_store(&store, d)?;
-        let (h, w) = cfg.map_size();
-        let labels = (0..h * w)
-            .map(|i| (((i / w) / 16 * 7 + (i % w) / 16 * 3) % cfg.onehot_nc()) as u32)
-            .collect();
-        let map = PreparedMap {
-            h,
-            w,
-            instance: (!cfg.no_instance)
-                .then(|| (0..h * w).map(|i| ((i % w) / 40) as u32).collect()),
-            labels,
-        };
-        v.push(Work {
-            name,
-            kind: "e2e",
-            flop,
-            dense_flop: Some(dense_flop),
-            run: Box::new(move || model.render(&map, None).map(drop)),
-        });
+        v.push(Work::new(name, "e2e", move || {
+            let flop = crate::models::spade::generator_flops_executed(&cfg)?;
+            let dense_flop = crate::models::spade::generator_flops(&cfg)?;
+            // The store is dropped once the model is built, as `spadework render` does.
+            let model = {
+                let store = crate::weights::random::random_store(&cfg, 1)?;
+                Model::from_store(&store, d)?
+            };
+            let (h, w) = cfg.map_size();
+            let labels = (0..h * w)
+                .map(|i| (((i / w) / 16 * 7 + (i % w) / 16 * 3) % cfg.onehot_nc()) as u32)
+                .collect();
+            let map = PreparedMap {
+                h,
+                w,
+                instance: (!cfg.no_instance)
+                    .then(|| (0..h * w).map(|i| ((i % w) / 40) as u32).collect()),
+                labels,
+            };
+            Ok(Ready {
+                flop,
+                dense_flop: Some(dense_flop),
+                run: Box::new(move || model.render(&map, None).map(drop)),
+            })
+        }));
     }
     if !quick {
-        v.extend(demo_workloads(d)?);
+        v.extend(demo_workloads(d));
     }
     Ok(v)
 }
 
-/// The built-in demo model as the painter runs it: a full render, a new style on the same map
-/// (γ/β cached), and the paint loop — a brush stroke on a 256² canvas, then the refreshed image
-/// (prepare + forward with windowed γ/β + RGB), alternating two canvases that differ by one
-/// stroke. Without a built-in model, random weights with its architecture.
-fn demo_workloads<'a>(d: &'a Device) -> Result<Vec<Work<'a>>> {
+/// The built-in demo model (without one, random weights with its architecture).
+fn demo_model(d: &Device) -> Result<Model> {
     let store = match crate::render::DEMO_MODEL {
         Some(_) => crate::render::load_store(None)?,
         None => {
@@ -253,15 +295,12 @@ fn demo_workloads<'a>(d: &'a Device) -> Result<Vec<Work<'a>>> {
             crate::weights::random::random_store(&cfg, 1)?
         }
     };
-    let mk = || -> Result<Model> { Model::from_store(&store, d) };
-    let full = mk()?;
-    let flop = crate::models::spade::generator_flops_executed(&full.cfg)?;
-    let dense_flop = crate::models::spade::generator_flops(&full.cfg)?;
-    // With γ/β cached only the trunk runs (plus, after a stroke, the SPADE MLPs in a small
-    // window, not counted): the FLOPs of the two cached rows are the trunk's.
-    let trunk_flop = crate::models::spade::generator_flops_trunk(&full.cfg)?;
-    let classes: Vec<u32> = full.cfg.classes.iter().map(|c| c.id).collect();
-    // A 256² canvas: sky over grass with a lake; the stroke is a 6-px brush over 60 px.
+    Model::from_store(&store, d)
+}
+
+/// Two 256² canvases as the painter holds them: sky over grass with a lake, and the same after
+/// one 6-px brush stroke over 60 px.
+fn demo_canvases(classes: &[u32]) -> [Arc<crate::paint::Canvas>; 2] {
     let (sky, grass, water, tree) = (classes[0], classes[2], classes[5], classes[1]);
     let mut a = crate::paint::Editor::new(crate::paint::Canvas::new(256, 256, sky));
     a.begin("fill");
@@ -272,8 +311,14 @@ fn demo_workloads<'a>(d: &'a Device) -> Result<Vec<Work<'a>>> {
     a.begin("brush");
     a.stroke((100.0, 150.0), (160.0, 130.0), 6.0, tree);
     a.end();
-    let cb = Arc::new(a.canvas().clone());
-    // The painter's own renderer: canvas → prepare → generator → RGB.
+    [ca, Arc::new(a.canvas().clone())]
+}
+
+/// The built-in demo model as the painter runs it, through the painter's own renderer (canvas →
+/// prepare → generator → RGB): a full render, a new style on the same map (γ/β cached), and the
+/// paint loop — a brush stroke, then the refreshed image (forward with windowed γ/β), alternating
+/// two canvases that differ by one stroke.
+fn demo_workloads(d: &Device) -> Vec<Work<'_>> {
     use crate::paint::worker::{ModelRenderer, Renderer, Request, Style};
     let req = |canvas: &Arc<crate::paint::Canvas>, seed| Request {
         seq: 0,
@@ -281,44 +326,45 @@ fn demo_workloads<'a>(d: &'a Device) -> Result<Vec<Work<'a>>> {
         style: Style::Seed(seed),
         unknown_as: None,
     };
-    let mut full = ModelRenderer::new(full);
-    full.model.generator.set_gamma_beta_cache(false);
-    let mut style = ModelRenderer::new(mk()?);
-    let mut stroke = ModelRenderer::new(mk()?);
-    let (ca2, ca3) = (ca.clone(), ca.clone());
-    let mut seed = 0u64;
-    let mut flip = false;
-    Ok(vec![
-        Work {
-            name: "demo 128² render".into(),
-            kind: "e2e",
-            flop,
-            dense_flop: Some(dense_flop),
-            run: Box::new(move || full.render(&req(&ca, 0)).map(drop)),
-        },
-        Work {
-            name: "demo new style (γβ cached)".into(),
-            kind: "e2e",
-            flop: trunk_flop,
-            dense_flop: None,
-            run: Box::new(move || {
+    // With γ/β cached only the trunk runs (plus, after a stroke, the SPADE MLPs in a small
+    // window, not counted): the FLOPs of the two cached rows are the trunk's.
+    let setup = move || -> Result<(ModelRenderer, [Arc<crate::paint::Canvas>; 2], f64)> {
+        let model = demo_model(d)?;
+        let classes: Vec<u32> = model.cfg.classes.iter().map(|c| c.id).collect();
+        let trunk = crate::models::spade::generator_flops_trunk(&model.cfg)?;
+        Ok((ModelRenderer::new(model), demo_canvases(&classes), trunk))
+    };
+    vec![
+        Work::new("demo 128² render", "e2e", move || {
+            let (mut full, [ca, _], _) = setup()?;
+            full.model.generator.set_gamma_beta_cache(false);
+            let flop = crate::models::spade::generator_flops_executed(&full.model.cfg)?;
+            let dense_flop = crate::models::spade::generator_flops(&full.model.cfg)?;
+            Ok(Ready {
+                flop,
+                dense_flop: Some(dense_flop),
+                run: Box::new(move || full.render(&req(&ca, 0)).map(drop)),
+            })
+        }),
+        Work::new("demo new style (γβ cached)", "e2e", move || {
+            let (mut style, [ca, _], trunk) = setup()?;
+            let mut seed = 0u64;
+            Ok(Ready::new(trunk, move || {
                 seed += 1;
-                style.render(&req(&ca2, seed)).map(drop)
-            }),
-        },
-        Work {
-            name: "demo paint stroke 256² canvas".into(),
-            kind: "e2e",
-            flop: trunk_flop,
-            dense_flop: None,
-            run: Box::new(move || {
+                style.render(&req(&ca, seed)).map(drop)
+            }))
+        }),
+        Work::new("demo paint stroke 256² canvas", "e2e", move || {
+            let (mut stroke, [ca, cb], trunk) = setup()?;
+            let mut flip = false;
+            Ok(Ready::new(trunk, move || {
                 flip = !flip;
                 stroke
-                    .render(&req(if flip { &cb } else { &ca3 }, 0))
+                    .render(&req(if flip { &cb } else { &ca }, 0))
                     .map(drop)
-            }),
-        },
-    ])
+            }))
+        }),
+    ]
 }
 
 /// Runs every workload on `d`: one warm-up (pipeline compilation), then `runs` timed runs, each
@@ -331,10 +377,10 @@ pub fn run_device(
     only: Option<&str>,
     progress: &indicatif::ProgressBar,
 ) -> Result<Vec<Row>> {
-    let mut works = op_workloads(d, quick)?;
+    let mut works = op_workloads(d, quick);
     works.extend(e2e_workloads(d, quick)?);
     // Last, on a warm machine (first in the list it measured 20 % low on the CPU).
-    works.extend(peak_workloads(d, quick)?);
+    works.extend(peak_workloads(d, quick));
     if let Some(f) = only {
         works.retain(|w| w.kind == "peak" || f.split(',').any(|p| w.name.contains(p.trim())));
     }
@@ -352,13 +398,31 @@ fn run_works(
 ) -> Result<Vec<Row>> {
     let backend = if d.is_gpu() { "gpu" } else { "cpu" };
     let mut rows = Vec::new();
-    for mut wk in works {
+    for wk in works {
         progress.set_message(format!("{adapter}: {}", wk.name));
+        // Each workload's memory is its own: the previous one is dropped, the pool emptied and
+        // the high-water marks reset before it is built.
+        if let Device::Gpu(ctx) = d {
+            ctx.sync()?;
+            ctx.trim_pool();
+            ctx.reset_mem_stats();
+        }
+        reset_rss_peak();
+        let mut ready = (wk.build)()?;
         // The peak microbenchmark gets extra warm-up and runs, and reports its best run.
         let peak = wk.kind == "peak";
         for _ in 0..if peak { 3 } else { 1 } {
-            (wk.run)()?;
+            (ready.run)()?;
             d.sync()?;
+        }
+        // Held after the warm-up: weights, inputs and caches (γ/β); the timed runs' peak above
+        // it is their working set.
+        let resident = match d {
+            Device::Gpu(ctx) => ctx.mem_stats().live,
+            Device::Cpu => 0,
+        };
+        if let Device::Gpu(ctx) = d {
+            ctx.reset_mem_stats();
         }
         let n = if wk.kind == "e2e" && d.is_gpu() && !quick {
             1
@@ -370,7 +434,7 @@ fn run_works(
         let mut ms = Vec::with_capacity(n);
         for _ in 0..n {
             let t = Instant::now();
-            (wk.run)()?;
+            (ready.run)()?;
             d.sync()?;
             ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
@@ -378,6 +442,14 @@ fn run_works(
         let median = ms[ms.len() / 2];
         // The rate of a peak row is its best run; of every other row, its median.
         let rate_ms = if peak { ms[0] } else { median };
+        let (peak_dev, largest) = match d {
+            Device::Gpu(ctx) => {
+                let m = ctx.mem_stats();
+                (m.peak, m.largest[0] + m.largest[1])
+            }
+            Device::Cpu => (0, 0),
+        };
+        let mib = |b: u64| b as f64 / 1048576.0;
         rows.push(Row {
             adapter: adapter.to_string(),
             backend: backend.into(),
@@ -386,15 +458,15 @@ fn run_works(
             runs: n,
             median_ms: median,
             min_ms: ms[0],
-            gflops: wk.flop / rate_ms / 1e6,
-            dense_equiv_gflops: wk.dense_flop.unwrap_or(wk.flop) / rate_ms / 1e6,
+            gflops: ready.flop / rate_ms / 1e6,
+            dense_equiv_gflops: ready.dense_flop.unwrap_or(ready.flop) / rate_ms / 1e6,
             pct_of_peak: f64::NAN,
-            peak_device_mib: match d {
-                Device::Gpu(ctx) => ctx.peak_bytes() as f64 / 1048576.0,
-                Device::Cpu => 0.0,
-            },
+            peak_device_mib: mib(peak_dev),
+            resident_device_mib: mib(resident),
+            largest2_device_mib: mib(largest),
             host_rss_mib: host_rss_mib(),
         });
+        drop(ready);
         progress.inc(1);
     }
     let peak = rows
@@ -420,11 +492,11 @@ pub fn run_ops(
     runs: usize,
     filter: &str,
 ) -> Result<Vec<Row>> {
-    let mut works: Vec<Work> = op_workloads(d, quick)?
+    let mut works: Vec<Work> = op_workloads(d, quick)
         .into_iter()
         .filter(|w| w.name.contains(filter))
         .collect();
-    works.extend(peak_workloads(d, quick)?);
+    works.extend(peak_workloads(d, quick));
     run_works(
         d,
         adapter,
@@ -457,7 +529,7 @@ pub fn gpu_info(ctx: &Arc<GpuContext>) -> serde_json::Value {
 
 pub fn print_table(rows: &[Row]) {
     println!(
-        "{:<34} {:<4} {:<44} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>8}",
+        "{:<34} {:<4} {:<44} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8}",
         "adapter",
         "be",
         "workload",
@@ -467,12 +539,14 @@ pub fn print_table(rows: &[Row]) {
         "dense-eq",
         "% peak",
         "dev MiB",
+        "resident",
+        "2 largest",
         "RSS MiB"
     );
     for r in rows {
         let name: String = r.adapter.chars().take(34).collect();
         println!(
-            "{:<34} {:<4} {:<44} {:>10.2} {:>10.2} {:>9.1} {:>9.1} {:>7.0} {:>9.0} {:>8.0}",
+            "{:<34} {:<4} {:<44} {:>10.2} {:>10.2} {:>9.1} {:>9.1} {:>7.0} {:>9.0} {:>9.0} {:>9.0} {:>8.0}",
             name,
             r.backend,
             r.workload,
@@ -482,6 +556,8 @@ pub fn print_table(rows: &[Row]) {
             r.dense_equiv_gflops,
             r.pct_of_peak,
             r.peak_device_mib,
+            r.resident_device_mib,
+            r.largest2_device_mib,
             r.host_rss_mib
         );
     }

@@ -85,13 +85,43 @@ pub struct GpuContext {
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<(wgpu::ComputePipeline, usize)>>>,
     layouts: Mutex<HashMap<usize, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
-    pool: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    pool: Mutex<Pool>,
     recorder: Mutex<Recorder>,
     error: Arc<Mutex<Option<String>>>,
-    /// Bytes currently allocated in device buffers (pooled or live), and the peak.
-    mem: Mutex<(u64, u64)>,
     /// The conv register tile chosen for this adapter (see `ops::conv2d::gpu_tile`).
     pub conv_tile: std::sync::OnceLock<(usize, usize)>,
+}
+
+/// Device buffers: live ones (held by tensors) and idle ones kept for reuse. Sizes are rounded to
+/// classes of ≤ 12.5 % waste so that similar shapes share buffers. On a miss, idle buffers are
+/// freed least-recently-used first so that live + idle never exceeds the most bytes ever live at
+/// once (or live + the new buffer): the pool never holds more than the work needed at its peak.
+#[derive(Default)]
+struct Pool {
+    idle: Vec<(u64, wgpu::Buffer)>,
+    tick: u64,
+    live: u64,
+    idle_bytes: u64,
+    live_hwm: u64,
+    stats: MemStats,
+}
+
+/// Device memory counters since the last [`GpuContext::reset_mem_stats`].
+#[derive(Default, Clone, Copy, Debug)]
+pub struct MemStats {
+    /// Bytes held by tensors now.
+    pub live: u64,
+    /// Most bytes held at once (live + idle pool).
+    pub peak: u64,
+    /// The two largest buffers handed out.
+    pub largest: [u64; 2],
+}
+
+/// The pool's size class of a request: at most 12.5 % above it, 16-byte aligned.
+pub fn size_class(bytes: u64) -> u64 {
+    let b = bytes.max(16);
+    let step = (1u64 << (63 - b.leading_zeros())).div_ceil(8).max(16);
+    b.div_ceil(step) * step
 }
 
 struct Recorder {
@@ -117,13 +147,14 @@ impl GpuBuf {
 impl Drop for GpuBuf {
     fn drop(&mut self) {
         if let Some(b) = self.buf.take() {
-            self.ctx
-                .pool
-                .lock()
-                .unwrap()
-                .entry(b.size())
-                .or_default()
-                .push(b);
+            let mut guard = self.ctx.pool.lock().unwrap();
+            let p = &mut *guard;
+            p.tick += 1;
+            p.live -= b.size();
+            p.idle_bytes += b.size();
+            p.stats.live = p.live;
+            let t = p.tick;
+            p.idle.push((t, b));
         }
     }
 }
@@ -245,7 +276,6 @@ impl GpuContext {
                 dispatches: 0,
             }),
             error,
-            mem: Mutex::new((0, 0)),
             conv_tile: std::sync::OnceLock::new(),
         })
     }
@@ -261,9 +291,24 @@ impl GpuContext {
         )
     }
 
-    /// Peak bytes of device buffers held at once since the context started.
+    /// Peak bytes of device buffers held at once since the context started (or the last
+    /// [`Self::reset_mem_stats`]).
     pub fn peak_bytes(&self) -> u64 {
-        self.mem.lock().unwrap().1
+        self.pool.lock().unwrap().stats.peak
+    }
+
+    pub fn mem_stats(&self) -> MemStats {
+        self.pool.lock().unwrap().stats
+    }
+
+    /// Starts the counters afresh from what is held now.
+    pub fn reset_mem_stats(&self) {
+        let mut p = self.pool.lock().unwrap();
+        p.stats = MemStats {
+            live: p.live,
+            peak: p.live + p.idle_bytes,
+            largest: [0, 0],
+        };
     }
 
     fn check_error(&self) -> Result<()> {
@@ -273,9 +318,9 @@ impl GpuContext {
         Ok(())
     }
 
-    /// A storage buffer of at least `bytes` (rounded up to 16), from the pool when possible.
+    /// A storage buffer of at least `bytes` (its size class), from the pool when possible.
     pub fn alloc(self: &Arc<Self>, bytes: u64) -> Result<GpuBuf> {
-        let size = bytes.max(16).div_ceil(16) * 16;
+        let size = size_class(bytes);
         if size > self.limits.max_storage_buffer_binding_size as u64 {
             bail!(
                 "tensor of {} MiB exceeds this adapter's max storage binding of {} MiB; \
@@ -284,41 +329,66 @@ impl GpuContext {
                 self.limits.max_storage_buffer_binding_size >> 20
             );
         }
-        if let Some(b) = self
-            .pool
-            .lock()
-            .unwrap()
-            .get_mut(&size)
-            .and_then(|v| v.pop())
-        {
-            return Ok(GpuBuf {
-                ctx: self.clone(),
-                buf: Some(b),
-            });
+        let mut guard = self.pool.lock().unwrap();
+        let p = &mut *guard;
+        // The most recently freed buffer of this class (warm in caches), else a new one.
+        let hit = p
+            .idle
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, b))| b.size() == size)
+            .max_by_key(|(_, (t, _))| *t)
+            .map(|(i, _)| i);
+        let buf = match hit {
+            Some(i) => {
+                let (_, b) = p.idle.swap_remove(i);
+                p.idle_bytes -= size;
+                b
+            }
+            None => {
+                // Make room: free idle buffers, oldest first, until the pool holds no more than
+                // the most bytes ever live at once.
+                let budget = p.live_hwm.max(p.live + size);
+                while p.live + p.idle_bytes + size > budget && !p.idle.is_empty() {
+                    let oldest = (0..p.idle.len()).min_by_key(|&i| p.idle[i].0).unwrap();
+                    let (_, b) = p.idle.swap_remove(oldest);
+                    p.idle_bytes -= b.size();
+                }
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }
+        };
+        p.live += size;
+        p.live_hwm = p.live_hwm.max(p.live);
+        let (live, held) = (p.live, p.live + p.idle_bytes);
+        let st = &mut p.stats;
+        st.live = live;
+        st.peak = st.peak.max(held);
+        if size > st.largest[0] {
+            st.largest = [size, st.largest[0]];
+        } else if size > st.largest[1] {
+            st.largest[1] = size;
         }
-        let buf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut m = self.mem.lock().unwrap();
-        m.0 += size;
-        m.1 = m.1.max(m.0);
+        drop(guard);
         Ok(GpuBuf {
             ctx: self.clone(),
             buf: Some(buf),
         })
     }
 
-    /// Frees every pooled (unused) buffer.
+    /// Frees every pooled (unused) buffer, and forgets the live high-water mark that sized the
+    /// pool (for a new workload).
     pub fn trim_pool(&self) {
-        let mut pool = self.pool.lock().unwrap();
-        let freed: u64 = pool.values().flatten().map(|b| b.size()).sum();
-        pool.clear();
-        self.mem.lock().unwrap().0 -= freed;
+        let mut p = self.pool.lock().unwrap();
+        p.idle.clear();
+        p.idle_bytes = 0;
+        p.live_hwm = p.live;
     }
 
     fn with_encoder<R>(&self, f: impl FnOnce(&mut wgpu::CommandEncoder) -> R) -> R {
