@@ -60,6 +60,10 @@ pub const KERNELS: &[(&str, &str)] = &[
         include_str!("../../kernels/conv2d1x1_g1p4.wgsl"),
     ),
     (
+        "attention.wgsl",
+        include_str!("../../kernels/attention.wgsl"),
+    ),
+    (
         "elementwise.wgsl",
         include_str!("../../kernels/elementwise.wgsl"),
     ),

@@ -1,5 +1,6 @@
 //! One module per op family: shape rules, the CPU twin (`*_cpu` functions on host slices, also the
 //! test oracle for the WGSL kernel), and the GPU dispatch of `kernels/<family>.wgsl`.
+pub mod attention;
 pub mod conv2d;
 pub mod elementwise;
 pub mod linear;
@@ -9,6 +10,7 @@ pub mod resize;
 pub mod segmap;
 pub mod spade;
 
+pub use attention::{AttnMask, attention};
 pub use conv2d::Conv2d;
 pub use elementwise::{add, leaky_relu, relu, tanh};
 pub use linear::Linear;

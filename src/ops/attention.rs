@@ -1,0 +1,251 @@
+//! Multi-head scaled dot-product attention (kernels/attention.wgsl), PyTorch's
+//! `F.scaled_dot_product_attention` on the `[B, H, L, D]` view of `[B, L, H·D]` rows: the layout
+//! a `Linear` projection produces, so no transposes are needed around it. Self-attention
+//! (text encoders, UNet levels) and cross-attention (UNet queries over text tokens) alike.
+use super::gpu_empty;
+use crate::backend::Device;
+use crate::backend::cpu::{MatRef, sgemm};
+use crate::tensor::{Tensor, same_device};
+use anyhow::{Result, bail};
+use rayon::prelude::*;
+
+/// The largest head size the WGSL kernel keeps in registers.
+pub const GPU_MAX_HEAD_DIM: usize = 128;
+
+/// Which keys a query sees beyond all of them.
+#[derive(Clone, Copy, Default)]
+pub struct AttnMask<'a> {
+    /// Key j is visible to query i only if j ≤ i (CLIP's text encoder; PyTorch `is_causal`).
+    pub causal: bool,
+    /// `[B, Lk]`, added to every query's scores: 0 for a real token, a large negative number
+    /// (or -inf) for padding, as BERT's extended attention mask.
+    pub key_bias: Option<&'a Tensor>,
+}
+
+/// The shapes of one attention call.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttnShape {
+    pub batch: usize,
+    pub lq: usize,
+    pub lk: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+}
+
+impl AttnShape {
+    /// FLOPs: q·kᵀ and p·v, 2 per multiply-add each (softmax not counted).
+    pub fn flops(&self, causal: bool) -> f64 {
+        let pairs = if causal {
+            // Query i sees min(i + 1, lk) keys.
+            (0..self.lq).map(|i| (i + 1).min(self.lk)).sum::<usize>() as f64
+        } else {
+            (self.lq * self.lk) as f64
+        };
+        4.0 * pairs * (self.batch * self.heads * self.head_dim) as f64
+    }
+}
+
+/// q: `[B, Lq, H·D]`, k and v: `[B, Lk, H·D]` → `[B, Lq, H·D]`, with scale 1/√D.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    mask: AttnMask,
+) -> Result<Tensor> {
+    let s = attn_shape(q.shape(), k.shape(), v.shape(), heads)?;
+    let mut ts = vec![q, k, v];
+    if let Some(b) = mask.key_bias {
+        if b.shape() != [s.batch, s.lk] {
+            bail!(
+                "attention key bias must be [batch, keys] = [{}, {}], got {:?}",
+                s.batch,
+                s.lk,
+                b.shape()
+            );
+        }
+        ts.push(b);
+    }
+    let device = same_device(&ts)?;
+    let c = s.heads * s.head_dim;
+    let scale = 1.0 / (s.head_dim as f32).sqrt();
+    match device {
+        Device::Cpu => Ok(Tensor::cpu(
+            vec![s.batch, s.lq, c],
+            attention_cpu(
+                q.host(),
+                k.host(),
+                v.host(),
+                s,
+                scale,
+                mask.causal,
+                mask.key_bias.map(|b| b.host()),
+            ),
+        )),
+        Device::Gpu(ctx) => {
+            if s.head_dim % 4 != 0 || s.head_dim > GPU_MAX_HEAD_DIM {
+                bail!(
+                    "attention on the GPU needs a head size that is a multiple of 4 and at most \
+                     {GPU_MAX_HEAD_DIM}, got {} ({c} channels / {heads} heads); use --backend cpu",
+                    s.head_dim
+                );
+            }
+            let out = gpu_empty(&ctx, &[s.batch, s.lq, c])?;
+            let flags = mask.causal as u32 | (mask.key_bias.is_some() as u32) << 1;
+            let params = [
+                s.lq as u32,
+                s.lk as u32,
+                s.heads as u32,
+                (s.head_dim / 4) as u32,
+                flags,
+                scale.to_bits(),
+                0,
+                0,
+            ];
+            let bias = mask.key_bias.map(|b| b.buf()).unwrap_or(q.buf());
+            ctx.dispatch(
+                "attention.wgsl",
+                "main",
+                &[q.buf(), k.buf(), v.buf(), bias],
+                out.buf(),
+                &params,
+                [s.lq.div_ceil(64) as u32, s.heads as u32, s.batch as u32],
+            )?;
+            Ok(out)
+        }
+    }
+}
+
+fn attn_shape(q: &[usize], k: &[usize], v: &[usize], heads: usize) -> Result<AttnShape> {
+    let [b, lq, c] = *q else {
+        bail!("attention query must be [batch, tokens, channels], got {q:?}")
+    };
+    let [bk, lk, ck] = *k else {
+        bail!("attention key must be [batch, tokens, channels], got {k:?}")
+    };
+    if v != k {
+        bail!("attention value shape {v:?} differs from key shape {k:?}");
+    }
+    if bk != b || ck != c {
+        bail!("attention key {k:?} does not match query {q:?} in batch or channels");
+    }
+    if heads == 0 || c % heads != 0 {
+        bail!("attention: {c} channels do not split into {heads} heads");
+    }
+    Ok(AttnShape {
+        batch: b,
+        lq,
+        lk,
+        heads,
+        head_dim: c / heads,
+    })
+}
+
+/// Query rows per block in the CPU twin: bounds the score block to rows × Lk floats.
+const CPU_ROWS: usize = 64;
+
+/// CPU twin: per (batch, head, block of query rows), S = q·kᵀ·scale + bias (sgemm), a row
+/// softmax, then S·v (sgemm). A row whose every key is masked (-inf) is 0, as in the kernel.
+pub fn attention_cpu(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    s: AttnShape,
+    scale: f32,
+    causal: bool,
+    key_bias: Option<&[f32]>,
+) -> Vec<f32> {
+    let AttnShape {
+        batch,
+        lq,
+        lk,
+        heads,
+        head_dim: d,
+    } = s;
+    let c = heads * d;
+    let mut out = vec![0f32; batch * lq * c];
+    if lk == 0 || d == 0 {
+        return out;
+    }
+    // Work items: (batch, head, first query row); each writes its own rows × D block.
+    let items: Vec<(usize, usize, usize)> = (0..batch)
+        .flat_map(|b| {
+            (0..heads).flat_map(move |h| (0..lq).step_by(CPU_ROWS).map(move |i| (b, h, i)))
+        })
+        .collect();
+    let blocks: Vec<Vec<f32>> = items
+        .par_iter()
+        .map(|&(b, h, i0)| {
+            let rows = CPU_ROWS.min(lq - i0);
+            let mut sc = vec![0f32; rows * lk];
+            sgemm(
+                rows,
+                lk,
+                d,
+                &mut sc,
+                lk,
+                false,
+                MatRef {
+                    data: &q[(b * lq + i0) * c + h * d..],
+                    rs: c as isize,
+                    cs: 1,
+                },
+                MatRef {
+                    data: &k[b * lk * c + h * d..],
+                    rs: 1,
+                    cs: c as isize,
+                },
+                1,
+            );
+            for (r, row) in sc.chunks_mut(lk).enumerate() {
+                let visible = if causal { (i0 + r + 1).min(lk) } else { lk };
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x = if j >= visible {
+                        f32::NEG_INFINITY
+                    } else {
+                        *x * scale + key_bias.map_or(0.0, |kb| kb[b * lk + j])
+                    };
+                }
+                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                if m == f32::NEG_INFINITY {
+                    row.fill(0.0);
+                    continue;
+                }
+                let mut sum = 0.0;
+                for x in row.iter_mut() {
+                    *x = (*x - m).exp();
+                    sum += *x;
+                }
+                row.iter_mut().for_each(|x| *x /= sum);
+            }
+            let mut o = vec![0f32; rows * d];
+            sgemm(
+                rows,
+                d,
+                lk,
+                &mut o,
+                d,
+                false,
+                MatRef {
+                    data: &sc,
+                    rs: lk as isize,
+                    cs: 1,
+                },
+                MatRef {
+                    data: &v[b * lk * c + h * d..],
+                    rs: c as isize,
+                    cs: 1,
+                },
+                1,
+            );
+            o
+        })
+        .collect();
+    for (&(b, h, i0), o) in items.iter().zip(&blocks) {
+        for (r, orow) in o.chunks(d).enumerate() {
+            let at = (b * lq + i0 + r) * c + h * d;
+            out[at..at + d].copy_from_slice(orow);
+        }
+    }
+    out
+}
