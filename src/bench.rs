@@ -212,6 +212,51 @@ fn op_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
             }))
         },
     ));
+    // Attention at the shapes of a text-to-image stack: the self- and cross-attention of an SD
+    // 1.x UNet's 64² level (4096 tokens, 8 heads × 40; 77 text tokens) and a CLIP text encoder
+    // layer (77 tokens, 12 heads × 64, causal).
+    let tok = 4096 / (s * s);
+    let attn: [(String, usize, usize, usize, usize, bool); 3] = [
+        (
+            format!("attention self {tok} tok 8×40"),
+            tok,
+            tok,
+            8,
+            40,
+            false,
+        ),
+        (
+            format!("attention cross {tok}×77 tok 8×40"),
+            tok,
+            77,
+            8,
+            40,
+            false,
+        ),
+        ("attention causal 77 tok 12×64".into(), 77, 77, 12, 64, true),
+    ];
+    for (name, lq, lk, heads, hd, causal) in attn {
+        v.push(Work::new(name, "op", move || {
+            let c = heads * hd;
+            let q = Tensor::from_vec(d, &[1, lq, c], rand(lq * c, 13))?;
+            let k = Tensor::from_vec(d, &[1, lk, c], rand(lk * c, 14))?;
+            let vv = Tensor::from_vec(d, &[1, lk, c], rand(lk * c, 15))?;
+            let shape = ops::attention::AttnShape {
+                batch: 1,
+                lq,
+                lk,
+                heads,
+                head_dim: hd,
+            };
+            Ok(Ready::new(shape.flops(causal), move || {
+                let mask = ops::AttnMask {
+                    causal,
+                    key_bias: None,
+                };
+                ops::attention(&q, &k, &vv, heads, mask).map(drop)
+            }))
+        }));
+    }
     let n = 1024 / s;
     v.push(Work::new(format!("GEMM {n}×{n}×{n}"), "op", move || {
         let lin = ops::Linear::new(d, &rand(n * n, 9), [n, n], None)?;

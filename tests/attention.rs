@@ -57,6 +57,10 @@ const SHAPES: &[[usize; 5]] = &[
     [2, 9, 130, 4, 12],
     [1, 66, 66, 1, 128],
     [1, 3, 1, 2, 16],
+    // Enough queries for the 4- and 8-row register blocks (≥ 1024 and ≥ 2048), not multiples of
+    // their 256 and 512 rows per workgroup.
+    [1, 1100, 9, 2, 8],
+    [1, 2100, 13, 1, 4],
 ];
 
 fn shape(a: [usize; 5]) -> AttnShape {

@@ -78,6 +78,9 @@ pub const KERNELS: &[(&str, &str)] = &[
     ("spade.wgsl", include_str!("../../kernels/spade.wgsl")),
 ];
 
+/// A pipeline: its file, entry point and pipeline-overridable constants (name, value bits).
+type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
 /// Dispatches recorded before the encoder is submitted, so the device starts early on long passes.
 const DISPATCHES_PER_SUBMIT: usize = 48;
 
@@ -87,7 +90,7 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), Arc<(wgpu::ComputePipeline, usize)>>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<(wgpu::ComputePipeline, usize)>>>,
     layouts: Mutex<HashMap<usize, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
     pool: Mutex<Pool>,
     recorder: Mutex<Recorder>,
@@ -543,8 +546,14 @@ impl GpuContext {
         file: &'static str,
         entry: &'static str,
         n_inputs: usize,
+        constants: &[(&'static str, f64)],
     ) -> Result<Arc<(wgpu::ComputePipeline, usize)>> {
-        if let Some(p) = self.pipelines.lock().unwrap().get(&(file, entry)) {
+        let key: PipelineKey = (
+            file,
+            entry,
+            constants.iter().map(|&(n, v)| (n, v.to_bits())).collect(),
+        );
+        if let Some(p) = self.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
         }
         let src = KERNELS
@@ -573,16 +582,16 @@ impl GpuContext {
                 layout: Some(&layout),
                 module: &module,
                 entry_point: Some(entry),
-                compilation_options: Default::default(),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants.iter().map(|&(n, v)| (n, v)).collect::<Vec<_>>(),
+                    ..Default::default()
+                },
                 cache: None,
             });
         self.check_error()
-            .with_context(|| format!("compiling {file}:{entry}"))?;
+            .with_context(|| format!("compiling {file}:{entry} {constants:?}"))?;
         let p = Arc::new((pipeline, n_inputs));
-        self.pipelines
-            .lock()
-            .unwrap()
-            .insert((file, entry), p.clone());
+        self.pipelines.lock().unwrap().insert(key, p.clone());
         Ok(p)
     }
 
@@ -597,6 +606,23 @@ impl GpuContext {
         params: &[u32],
         groups: [u32; 3],
     ) -> Result<()> {
+        self.dispatch_specialized(file, entry, &[], inputs, output, params, groups)
+    }
+
+    /// [`Self::dispatch`] of a pipeline specialized by WGSL `override` constants (each set of
+    /// values is its own pipeline, compiled once: loop bounds that are constants let the driver
+    /// unroll and keep per-invocation arrays in registers).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_specialized(
+        &self,
+        file: &'static str,
+        entry: &'static str,
+        constants: &[(&'static str, f64)],
+        inputs: &[&wgpu::Buffer],
+        output: &wgpu::Buffer,
+        params: &[u32],
+        groups: [u32; 3],
+    ) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
         if groups.iter().any(|&g| g > max) {
             bail!(
@@ -606,7 +632,7 @@ impl GpuContext {
         if groups.contains(&0) {
             return Ok(());
         }
-        let p = self.pipeline(file, entry, inputs.len())?;
+        let p = self.pipeline(file, entry, inputs.len(), constants)?;
         let (bgl, _) = self.layout(inputs.len());
         let mut words = params.to_vec();
         while words.len() % 4 != 0 || words.is_empty() {

@@ -12,6 +12,11 @@ use rayon::prelude::*;
 /// The largest head size the WGSL kernel keeps in registers.
 pub const GPU_MAX_HEAD_DIM: usize = 128;
 
+/// The kernel's entry points by query rows per invocation (tools/gen_attention.py), largest
+/// first: a block of R rows is used when there are at least 4 workgroups (4 × 64 × R queries) per
+/// head, so short sequences still spread over the device.
+const ATTN_BLOCKS: [(usize, &str); 3] = [(8, "main_r8"), (4, "main_r4"), (1, "main_r1")];
+
 /// Which keys a query sees beyond all of them.
 #[derive(Clone, Copy, Default)]
 pub struct AttnMask<'a> {
@@ -103,13 +108,22 @@ pub fn attention(
                 0,
             ];
             let bias = mask.key_bias.map(|b| b.buf()).unwrap_or(q.buf());
-            ctx.dispatch(
+            let (rows, entry) = ATTN_BLOCKS
+                .into_iter()
+                .find(|&(r, _)| r == 1 || s.lq >= 4 * 64 * r)
+                .unwrap();
+            ctx.dispatch_specialized(
                 "attention.wgsl",
-                "main",
+                entry,
+                &[("D4", (s.head_dim / 4) as f64)],
                 &[q.buf(), k.buf(), v.buf(), bias],
                 out.buf(),
                 &params,
-                [s.lq.div_ceil(64) as u32, s.heads as u32, s.batch as u32],
+                [
+                    s.lq.div_ceil(64 * rows) as u32,
+                    s.heads as u32,
+                    s.batch as u32,
+                ],
             )?;
             Ok(out)
         }
