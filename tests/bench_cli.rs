@@ -48,8 +48,25 @@ fn quick_bench_writes_a_complete_report() {
     for d in devices {
         let rows = d["rows"].as_array().unwrap();
         let peaks = if d["backend"] == "gpu" { 4 } else { 1 };
-        assert_eq!(rows.len(), peaks + 8 + 1, "peak rows + 8 ops + 1 generator");
+        assert_eq!(
+            rows.len(),
+            peaks + 11 + 1,
+            "peak rows + 11 ops + 1 generator"
+        );
         for r in rows {
+            // Device memory is each workload's own: what it holds before its timed runs, and at
+            // most that plus a working set the pool keeps near the two largest buffers.
+            if d["backend"] == "gpu" {
+                let (peak, resident, largest2) = (
+                    r["peak_device_mib"].as_f64().unwrap(),
+                    r["resident_device_mib"].as_f64().unwrap(),
+                    r["largest2_device_mib"].as_f64().unwrap(),
+                );
+                assert!(resident > 0.0 && peak >= resident, "{r}");
+                if r["kind"] == "e2e" {
+                    assert!(peak - resident <= 2.0 * largest2, "{r}");
+                }
+            }
             assert!(r["median_ms"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["gflops"].as_f64().is_some_and(|g| g > 0.0), "{r}");
             // Dense-equivalent counts one-hot convs dense: never below the executed rate, and
