@@ -203,9 +203,7 @@ fn fully_masked_rows_are_zero_and_bad_shapes_are_named() {
             .unwrap_err()
             .to_string();
             assert!(e.contains("multiple of 4"), "{e}");
-            let gb = t(&[1, 4]);
             let g = Tensor::from_vec(&d, &[1, 4], bias.clone()).unwrap();
-            drop(gb);
             let m = AttnMask {
                 causal: false,
                 key_bias: Some(&g),

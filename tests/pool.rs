@@ -17,8 +17,7 @@ fn size_classes_waste_at_most_an_eighth() {
 }
 
 /// A SPADE-like pass: the working set grows level by level (sizes double), then everything is
-/// freed and the pass repeats. The pool reuses buffers within a pass and never holds more than
-/// the most bytes live at once plus the buffer being made.
+/// freed and the pass repeats. The pool never holds more than the most bytes live at once.
 #[test]
 fn pool_holds_no_more_than_the_live_peak() {
     let Some(Device::Gpu(ctx)) = common::gpu() else {

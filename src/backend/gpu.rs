@@ -116,7 +116,7 @@ struct Pool {
 /// Device memory counters since the last [`GpuContext::reset_mem_stats`].
 #[derive(Default, Clone, Copy, Debug)]
 pub struct MemStats {
-    /// Bytes held by tensors now.
+    /// Bytes held by tensors now (read from the pool by [`GpuContext::mem_stats`]).
     pub live: u64,
     /// Most bytes held at once (live + idle pool).
     pub peak: u64,
@@ -159,7 +159,6 @@ impl Drop for GpuBuf {
             p.tick += 1;
             p.live -= b.size();
             p.idle_bytes += b.size();
-            p.stats.live = p.live;
             let t = p.tick;
             p.idle.push((t, b));
         }
@@ -305,14 +304,18 @@ impl GpuContext {
     }
 
     pub fn mem_stats(&self) -> MemStats {
-        self.pool.lock().unwrap().stats
+        let p = self.pool.lock().unwrap();
+        MemStats {
+            live: p.live,
+            ..p.stats
+        }
     }
 
     /// Starts the counters afresh from what is held now.
     pub fn reset_mem_stats(&self) {
         let mut p = self.pool.lock().unwrap();
         p.stats = MemStats {
-            live: p.live,
+            live: 0,
             peak: p.live + p.idle_bytes,
             largest: [0, 0],
         };
@@ -373,9 +376,8 @@ impl GpuContext {
         };
         p.live += size;
         p.live_hwm = p.live_hwm.max(p.live);
-        let (live, held) = (p.live, p.live + p.idle_bytes);
+        let held = p.live + p.idle_bytes;
         let st = &mut p.stats;
-        st.live = live;
         st.peak = st.peak.max(held);
         if size > st.largest[0] {
             st.largest = [size, st.largest[0]];
@@ -583,7 +585,7 @@ impl GpuContext {
                 module: &module,
                 entry_point: Some(entry),
                 compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants.iter().map(|&(n, v)| (n, v)).collect::<Vec<_>>(),
+                    constants,
                     ..Default::default()
                 },
                 cache: None,
