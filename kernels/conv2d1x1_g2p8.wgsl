@@ -14,6 +14,7 @@ struct Params {
 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
+fn wload(i: u32) -> vec4<f32> { return wt[i]; }
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -51,8 +52,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var widx = co4;
     for (var ci = 0u; ci < p.cin; ci++) {
         let base = (n * p.cin + ci) * npix;
-        let w0 = wt[widx + 0u];
-        let w1 = wt[widx + 1u];
+        let w0 = wload(widx + 0u);
+        let w1 = wload(widx + 1u);
         widx += p.cout4;
         let t0 = x[base + qi0];
         let t1 = x[base + qi1];

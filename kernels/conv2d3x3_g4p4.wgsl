@@ -15,6 +15,7 @@ struct Params {
 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
+fn wload(i: u32) -> vec4<f32> { return wt[i]; }
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -64,28 +65,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             let t3 = select(0.0, x[row + c3], m3 && rv);
             let t4 = select(0.0, x[row + c4], m4 && rv);
             let t5 = select(0.0, x[row + c5], m5 && rv);
-            let w0_0 = wt[widx + 0u];
-            let w1_0 = wt[widx + 1u];
-            let w2_0 = wt[widx + 2u];
-            let w3_0 = wt[widx + 3u];
+            let w0_0 = wload(widx + 0u);
+            let w1_0 = wload(widx + 1u);
+            let w2_0 = wload(widx + 2u);
+            let w3_0 = wload(widx + 3u);
             widx += p.cout4;
             a0_0 += w0_0 * t0; a0_1 += w0_0 * t1; a0_2 += w0_0 * t2; a0_3 += w0_0 * t3;
             a1_0 += w1_0 * t0; a1_1 += w1_0 * t1; a1_2 += w1_0 * t2; a1_3 += w1_0 * t3;
             a2_0 += w2_0 * t0; a2_1 += w2_0 * t1; a2_2 += w2_0 * t2; a2_3 += w2_0 * t3;
             a3_0 += w3_0 * t0; a3_1 += w3_0 * t1; a3_2 += w3_0 * t2; a3_3 += w3_0 * t3;
-            let w0_1 = wt[widx + 0u];
-            let w1_1 = wt[widx + 1u];
-            let w2_1 = wt[widx + 2u];
-            let w3_1 = wt[widx + 3u];
+            let w0_1 = wload(widx + 0u);
+            let w1_1 = wload(widx + 1u);
+            let w2_1 = wload(widx + 2u);
+            let w3_1 = wload(widx + 3u);
             widx += p.cout4;
             a0_0 += w0_1 * t1; a0_1 += w0_1 * t2; a0_2 += w0_1 * t3; a0_3 += w0_1 * t4;
             a1_0 += w1_1 * t1; a1_1 += w1_1 * t2; a1_2 += w1_1 * t3; a1_3 += w1_1 * t4;
             a2_0 += w2_1 * t1; a2_1 += w2_1 * t2; a2_2 += w2_1 * t3; a2_3 += w2_1 * t4;
             a3_0 += w3_1 * t1; a3_1 += w3_1 * t2; a3_2 += w3_1 * t3; a3_3 += w3_1 * t4;
-            let w0_2 = wt[widx + 0u];
-            let w1_2 = wt[widx + 1u];
-            let w2_2 = wt[widx + 2u];
-            let w3_2 = wt[widx + 3u];
+            let w0_2 = wload(widx + 0u);
+            let w1_2 = wload(widx + 1u);
+            let w2_2 = wload(widx + 2u);
+            let w3_2 = wload(widx + 3u);
             widx += p.cout4;
             a0_0 += w0_2 * t2; a0_1 += w0_2 * t3; a0_2 += w0_2 * t4; a0_3 += w0_2 * t5;
             a1_0 += w1_2 * t2; a1_1 += w1_2 * t3; a1_2 += w1_2 * t4; a1_3 += w1_2 * t5;

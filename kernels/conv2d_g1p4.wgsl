@@ -16,6 +16,7 @@ struct Params {
 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
+fn wload(i: u32) -> vec4<f32> { return wt[i]; }
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -47,7 +48,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let base = (n * p.cin + ci) * hw;
         for (var ky = 0; ky < i32(p.kh); ky++) {
             for (var kx = 0; kx < i32(p.kw); kx++) {
-                let w0 = wt[widx + 0u];
+                let w0 = wload(widx + 0u);
                 widx += p.cout4;
                 let t0 = tap(base, y0 + ky, x0 + kx);
                 let t1 = tap(base, y1 + ky, x1 + kx);

@@ -1,6 +1,6 @@
 //! `spadework bench`: the same workloads on every adapter wgpu finds and on the CPU backend, with
 //! warm-up, medians, GFLOP/s, peak memory, a table and JSON for comparing machines.
-use crate::backend::{Device, GpuContext};
+use crate::backend::{Device, GpuContext, WeightStorage};
 use crate::io::labels::PreparedMap;
 use crate::models::SpadeConfig;
 use crate::ops::{self, Conv2d, OneHotConv, ParamFreeNorm};
@@ -37,6 +37,10 @@ pub struct Row {
     /// Host resident-set peak while this workload was built and run (Linux; its own peak where
     /// the kernel lets the mark be reset, else the process's).
     pub host_rss_mib: f64,
+    /// Rows with f16 weight storage (`f16w`): the largest and mean |Δ| of the output against the
+    /// same work with f32 weights on the same device and input (NaN, i.e. null, elsewhere).
+    pub max_err_vs_f32: f64,
+    pub mean_err_vs_f32: f64,
 }
 
 #[derive(Serialize)]
@@ -61,6 +65,8 @@ struct Ready<'a> {
     flop: f64,
     dense_flop: Option<f64>,
     run: Box<dyn FnMut() -> Result<()> + 'a>,
+    /// (max, mean) |Δ| against f32 weights, for f16-weight rows.
+    err_vs_f32: Option<(f64, f64)>,
 }
 
 impl<'a> Work<'a> {
@@ -83,7 +89,66 @@ impl<'a> Ready<'a> {
             flop,
             dense_flop: None,
             run: Box::new(run),
+            err_vs_f32: None,
         }
+    }
+
+    fn with_err(mut self, err: Option<(f64, f64)>) -> Ready<'a> {
+        self.err_vs_f32 = err;
+        self
+    }
+}
+
+/// (max, mean) |a − b|.
+fn abs_err(a: &[f32], b: &[f32]) -> (f64, f64) {
+    let (mut max, mut sum) = (0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let d = (*x as f64 - *y as f64).abs();
+        max = max.max(d);
+        sum += d;
+    }
+    (max, sum / a.len().max(1) as f64)
+}
+
+/// For f16 storage: the (max, mean) |Δ| of a stride-1 conv's output with f16 weights against
+/// f32 weights on the same device; None for f32 storage.
+fn f16_conv_err(
+    d: &Device,
+    wt: &[f32],
+    shape: [usize; 4],
+    bias: Option<&[f32]>,
+    pad: usize,
+    x: &Tensor,
+    storage: WeightStorage,
+) -> Result<Option<(f64, f64)>> {
+    if storage == WeightStorage::F32 {
+        return Ok(None);
+    }
+    let run = |st| -> Result<Vec<f32>> {
+        Conv2d::with_storage(d, wt, shape, bias, 1, pad, st)?
+            .forward(x)?
+            .to_vec()
+    };
+    Ok(Some(abs_err(
+        &run(WeightStorage::F16)?,
+        &run(WeightStorage::F32)?,
+    )))
+}
+
+/// The storages a device's rows run with: f16 weights only on a GPU that can unpack them (the
+/// CPU keeps f32).
+fn storages(d: &Device) -> &'static [WeightStorage] {
+    match d {
+        Device::Gpu(ctx) if ctx.f16_in_f32 => &[WeightStorage::F32, WeightStorage::F16],
+        _ => &[WeightStorage::F32],
+    }
+}
+
+/// The suffix of rows with f16 weights.
+fn storage_suffix(s: WeightStorage) -> &'static str {
+    match s {
+        WeightStorage::F32 => "",
+        WeightStorage::F16 => " f16w",
     }
 }
 
@@ -111,21 +176,33 @@ fn rand(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// The device's attainable dense rate: GEMM-shaped work (a 1×1 conv, 512→512 at 64², i.e.
-/// 4096×512×512) on every GPU conv tile, or a 1024³ sgemm on the CPU; the best row is the peak
-/// the other rows are compared with.
+/// 4096×512×512) on every GPU conv tile with f32 and f16 weights, or a 1024³ sgemm on the CPU;
+/// the best row is the peak the other rows are compared with.
 fn peak_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
     let mut v: Vec<Work> = Vec::new();
     match d {
         Device::Gpu(_) => {
             let (c, hw) = if quick { (256, 32) } else { (512, 64) };
-            for tile in crate::ops::conv2d::TILES {
-                let name = format!("peak: GEMM {}×{c}×{c} tile {}x{}", hw * hw, tile.0, tile.1);
+            let configs = crate::ops::conv2d::TILES
+                .into_iter()
+                .flat_map(|t| storages(d).iter().map(move |&st| (t, st)));
+            for (tile, st) in configs {
+                let name = format!(
+                    "peak: GEMM {}×{c}×{c} tile {}x{}{}",
+                    hw * hw,
+                    tile.0,
+                    tile.1,
+                    storage_suffix(st)
+                );
                 v.push(Work::new(name, "peak", move || {
-                    let conv = Conv2d::new(d, &rand(c * c, 11), [c, c, 1, 1], None, 1, 0)?;
+                    let w = rand(c * c, 11);
                     let x = Tensor::from_vec(d, &[1, c, hw, hw], rand(c * hw * hw, 12))?;
-                    Ok(Ready::new(2.0 * (c * c * hw * hw) as f64, move || {
+                    let err = f16_conv_err(d, &w, [c, c, 1, 1], None, 0, &x, st)?;
+                    let conv = Conv2d::with_storage(d, &w, [c, c, 1, 1], None, 1, 0, st)?;
+                    let ready = Ready::new(2.0 * (c * c * hw * hw) as f64, move || {
                         conv.forward_tile(&x, tile).map(drop)
-                    }))
+                    });
+                    Ok(ready.with_err(err))
                 }));
             }
         }
@@ -154,23 +231,24 @@ fn op_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
         ("conv3x3 γβ 128→256 @256", 128, 256, 256, 3),
         ("conv1x1 128→64 @256", 128, 64, 256, 1),
     ];
-    for &(name, cin, cout, hw, k) in convs {
+    for (&(name, cin, cout, hw, k), &storage) in convs
+        .iter()
+        .flat_map(|c| storages(d).iter().map(move |st| (c, st)))
+    {
         let hw = (hw / s).max(4);
-        let name = name.replace(&format!("@{}", hw * s), &format!("@{hw}"));
+        let name =
+            name.replace(&format!("@{}", hw * s), &format!("@{hw}")) + storage_suffix(storage);
         v.push(Work::new(name, "op", move || {
-            let conv = Conv2d::new(
-                d,
-                &rand(cout * cin * k * k, 1),
-                [cout, cin, k, k],
-                Some(&rand(cout, 2)),
-                1,
-                k / 2,
-            )?;
+            let wt = rand(cout * cin * k * k, 1);
+            let b = rand(cout, 2);
             let x = Tensor::from_vec(d, &[1, cin, hw, hw], rand(cin * hw * hw, 3))?;
-            Ok(Ready::new(
-                2.0 * (cout * cin * k * k * hw * hw) as f64,
-                move || conv.forward(&x).map(drop),
-            ))
+            let shape = [cout, cin, k, k];
+            let err = f16_conv_err(d, &wt, shape, Some(&b), k / 2, &x, storage)?;
+            let conv = Conv2d::with_storage(d, &wt, shape, Some(&b), 1, k / 2, storage)?;
+            let ready = Ready::new(2.0 * (cout * cin * k * k * hw * hw) as f64, move || {
+                conv.forward(&x).map(drop)
+            });
+            Ok(ready.with_err(err))
         }));
     }
     let hw = 256 / s;
@@ -196,6 +274,7 @@ fn op_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
                 flop: 2.0 * (128 * 9 * hw * hw) as f64,
                 dense_flop: Some(2.0 * (128 * nc * 9 * hw * hw) as f64),
                 run: Box::new(move || g.forward(&lm).map(drop)),
+                err_vs_f32: None,
             })
         },
     ));
@@ -288,14 +367,18 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
         ]
     };
     let mut v: Vec<Work> = Vec::new();
-    for (name, cfg) in presets {
+    for (name, cfg, storage) in presets.into_iter().flat_map(|(name, cfg)| {
+        storages(d)
+            .iter()
+            .map(move |&st| (format!("{name}{}", storage_suffix(st)), cfg.clone(), st))
+    }) {
         v.push(Work::new(name, "e2e", move || {
             let flop = crate::models::spade::generator_flops_executed(&cfg)?;
             let dense_flop = crate::models::spade::generator_flops(&cfg)?;
             // The store is dropped once the model is built, as `spadework render` does.
-            let model = {
+            let build = |st: WeightStorage| -> Result<Model> {
                 let store = crate::weights::random::random_store(&cfg, 1)?;
-                Model::from_store(&store, d)?
+                with_weight_storage(d, st, || Model::from_store(&store, d))
             };
             let (h, w) = cfg.map_size();
             let labels = (0..h * w)
@@ -308,10 +391,21 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
                     .then(|| (0..h * w).map(|i| ((i % w) / 40) as u32).collect()),
                 labels,
             };
+            // f16 rows: the image against f32 weights' (that model is dropped before timing).
+            let err_vs_f32 = match storage {
+                WeightStorage::F32 => None,
+                WeightStorage::F16 => {
+                    let exact = build(WeightStorage::F32)?.render(&map, None)?.0;
+                    let half = build(WeightStorage::F16)?.render(&map, None)?.0;
+                    Some(abs_err(&half, &exact))
+                }
+            };
+            let model = build(storage)?;
             Ok(Ready {
                 flop,
                 dense_flop: Some(dense_flop),
                 run: Box::new(move || model.render(&map, None).map(drop)),
+                err_vs_f32,
             })
         }));
     }
@@ -319,6 +413,24 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
         v.extend(demo_workloads(d));
     }
     Ok(v)
+}
+
+/// Runs `f` with `d`'s weight storage set to `st` (a GPU's; the CPU keeps f32), then restores it.
+fn with_weight_storage<T>(
+    d: &Device,
+    st: WeightStorage,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    match d {
+        Device::Gpu(ctx) => {
+            let before = ctx.weight_storage();
+            ctx.set_weight_storage(st)?;
+            let out = f();
+            ctx.set_weight_storage(before)?;
+            out
+        }
+        Device::Cpu => f(),
+    }
 }
 
 /// The built-in demo model (without one, random weights with its architecture).
@@ -389,6 +501,7 @@ fn demo_workloads(d: &Device) -> Vec<Work<'_>> {
                 flop,
                 dense_flop: Some(dense_flop),
                 run: Box::new(move || full.render(&req(&ca, 0)).map(drop)),
+                err_vs_f32: None,
             })
         }),
         Work::new("demo new style (γβ cached)", "e2e", move || {
@@ -454,6 +567,13 @@ fn run_works(
         }
         reset_rss_peak();
         let mut ready = (wk.build)()?;
+        // What the build freed (f16 rows also build and run an f32 twin for their error) leaves
+        // the pool: the warm-up below starts from the workload's own weights and inputs.
+        if let Device::Gpu(ctx) = d {
+            ctx.sync()?;
+            ctx.trim_pool();
+            ctx.reset_mem_stats();
+        }
         // The peak microbenchmark gets extra warm-up and runs, and reports its best run.
         let peak = wk.kind == "peak";
         for _ in 0..if peak { 3 } else { 1 } {
@@ -510,6 +630,8 @@ fn run_works(
             resident_device_mib: mib(resident),
             largest2_device_mib: mib(largest),
             host_rss_mib: host_rss_mib(),
+            max_err_vs_f32: ready.err_vs_f32.map_or(f64::NAN, |e| e.0),
+            mean_err_vs_f32: ready.err_vs_f32.map_or(f64::NAN, |e| e.1),
         });
         drop(ready);
         progress.inc(1);
@@ -574,7 +696,7 @@ pub fn gpu_info(ctx: &Arc<GpuContext>) -> serde_json::Value {
 
 pub fn print_table(rows: &[Row]) {
     println!(
-        "{:<34} {:<4} {:<44} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8}",
+        "{:<34} {:<4} {:<44} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>10}",
         "adapter",
         "be",
         "workload",
@@ -586,12 +708,13 @@ pub fn print_table(rows: &[Row]) {
         "dev MiB",
         "resident",
         "2 largest",
-        "RSS MiB"
+        "RSS MiB",
+        "err vs f32"
     );
     for r in rows {
         let name: String = r.adapter.chars().take(34).collect();
         println!(
-            "{:<34} {:<4} {:<44} {:>10.2} {:>10.2} {:>9.1} {:>9.1} {:>7.0} {:>9.0} {:>9.0} {:>9.0} {:>8.0}",
+            "{:<34} {:<4} {:<44} {:>10.2} {:>10.2} {:>9.1} {:>9.1} {:>7.0} {:>9.0} {:>9.0} {:>9.0} {:>8.0} {:>10}",
             name,
             r.backend,
             r.workload,
@@ -603,7 +726,12 @@ pub fn print_table(rows: &[Row]) {
             r.peak_device_mib,
             r.resident_device_mib,
             r.largest2_device_mib,
-            r.host_rss_mib
+            r.host_rss_mib,
+            if r.max_err_vs_f32.is_nan() {
+                "-".to_string()
+            } else {
+                format!("{:.1e}", r.max_err_vs_f32)
+            }
         );
     }
 }

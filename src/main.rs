@@ -1,7 +1,7 @@
 //! The `spadework` command line: render, convert, adapters, bench, paint.
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use spadework::backend::{BackendChoice, Device};
+use spadework::backend::{BackendChoice, Device, WeightStorage};
 use spadework::io::{image as img, labels, npy};
 use spadework::models::SpadeConfig;
 use spadework::render::{Model, ZSource};
@@ -50,6 +50,10 @@ struct PaintArgs {
     /// Adapter name substring (e.g. "llvmpipe", "nvidia").
     #[arg(long)]
     adapter: Option<String>,
+    /// GPU weight storage: f16 halves weight memory and runs the convs faster (each weight
+    /// rounded to f16, compute stays f32); f32 is exact.
+    #[arg(long, value_enum, default_value_t = WeightStorage::F32)]
+    gpu_weights: WeightStorage,
     /// Where the painting is autosaved (default: $SPADEWORK_AUTOSAVE_DIR, else the user's state dir).
     #[arg(long)]
     autosave_dir: Option<PathBuf>,
@@ -82,6 +86,7 @@ fn paint(a: PaintArgs) -> Result<()> {
         map: a.map,
         backend: a.backend,
         adapter: a.adapter,
+        gpu_weights: a.gpu_weights,
         autosave_dir: a
             .autosave_dir
             .unwrap_or_else(spadework::paint::autosave::Autosave::default_dir),
@@ -116,6 +121,10 @@ struct RenderArgs {
     /// Adapter name substring (e.g. "llvmpipe", "nvidia").
     #[arg(long)]
     adapter: Option<String>,
+    /// GPU weight storage: f16 halves weight memory and runs the convs faster (each weight
+    /// rounded to f16, compute stays f32); f32 is exact.
+    #[arg(long, value_enum, default_value_t = WeightStorage::F32)]
+    gpu_weights: WeightStorage,
     /// For models with a class list: remap ids the model does not know to this class (name or id).
     #[arg(long)]
     unknown_as: Option<String>,
@@ -221,6 +230,7 @@ fn main() {
 fn render(a: RenderArgs) -> Result<()> {
     let t0 = Instant::now();
     let device = Device::select(a.backend, a.adapter.as_deref())?;
+    device.set_weight_storage(a.gpu_weights)?;
     eprintln!("using {}", device.describe());
     let model = Model::from_store(
         &spadework::render::load_store(a.weights.as_deref())?,

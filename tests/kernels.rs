@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use spadework::Tensor;
-use spadework::backend::Device;
+use spadework::backend::{Device, WeightStorage};
 use spadework::ops::{self, Conv2d, Linear, NearestRule, ParamFreeNorm};
 
 fn up(d: &Device, shape: &[usize], v: &[f32]) -> Tensor {
@@ -69,8 +69,64 @@ fn conv2d_gpu_matches_cpu() {
                     &format!("gpu conv {:?} tile {tile:?}", CONV_SHAPES[i]),
                 );
             }
+            // f16 weight storage computes the same conv on the weights rounded to f16.
+            let wt16: Vec<f32> = wt
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_f32())
+                .collect();
+            let want16 = Conv2d::new(&Device::Cpu, &wt16, [cout, cin, k, k], bias, s, p)
+                .unwrap()
+                .forward(&up(&Device::Cpu, &[n, cin, h, w], &x))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let hc =
+                Conv2d::with_storage(&g, &wt, [cout, cin, k, k], bias, s, p, WeightStorage::F16);
+            let Device::Gpu(ctx) = &g else { unreachable!() };
+            if !ctx.f16_in_f32 {
+                // An adapter that cannot unpack halves says so.
+                let e = hc
+                    .err()
+                    .expect("f16 weights on an adapter without f16 unpacking");
+                assert!(e.to_string().contains("SHADER_F16_IN_F32"), "{e}");
+                continue;
+            }
+            let hc = hc.unwrap();
+            for tile in spadework::ops::conv2d::TILES {
+                let got = hc.forward_tile(&up(&g, &[n, cin, h, w], &x), tile).unwrap();
+                let got = got.to_vec().unwrap();
+                close(
+                    &got,
+                    &want16,
+                    1e-5,
+                    &format!("gpu conv f16 weights {:?} tile {tile:?}", CONV_SHAPES[i]),
+                );
+                // And the rounding shows: f16 storage is not silently f32.
+                if tile == spadework::ops::conv2d::TILES[0] && i == 0 {
+                    let exact = want.to_vec().unwrap();
+                    assert!(
+                        max_abs_diff(&got, &exact) > 0.0,
+                        "f16 weights gave f32 results"
+                    );
+                }
+            }
         }
     }
+}
+
+#[test]
+fn f16_weights_out_of_range_are_an_error() {
+    let Some(g) = gpu() else { return };
+    let mut wt = vec![0.5f32; 2 * 3 * 9];
+    wt[2 * 9 + 4] = 1e5;
+    let e = Conv2d::with_storage(&g, &wt, [2, 3, 3, 3], None, 1, 1, WeightStorage::F16)
+        .err()
+        .expect("1e5 does not fit in f16");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("f16 range") && msg.contains("output 0, index 22"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -355,4 +411,114 @@ fn onehot_gather_conv_matches_dense_conv_on_both_backends() {
             }
         }
     }
+}
+
+#[test]
+fn paste_gpu_matches_cpu() {
+    let Some(g) = gpu() else { return };
+    // [n, c, sh, sw] source, [dh, dw] destination, box at (y, x) of h × w from (sy, sx).
+    for (i, (n, c, (sh, sw), (dh, dw), at, from)) in [
+        (
+            1,
+            3,
+            (9, 7),
+            (13, 11),
+            ops::PixRect {
+                y: 2,
+                x: 3,
+                h: 5,
+                w: 4,
+            },
+            (1, 2),
+        ),
+        (
+            2,
+            5,
+            (4, 4),
+            (4, 4),
+            ops::PixRect {
+                y: 0,
+                x: 0,
+                h: 4,
+                w: 4,
+            },
+            (0, 0),
+        ),
+        (
+            1,
+            1,
+            (300, 3),
+            (301, 5),
+            ops::PixRect {
+                y: 1,
+                x: 2,
+                h: 299,
+                w: 3,
+            },
+            (1, 0),
+        ),
+        (
+            1,
+            2,
+            (6, 6),
+            (6, 6),
+            ops::PixRect {
+                y: 5,
+                x: 5,
+                h: 1,
+                w: 1,
+            },
+            (0, 5),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let src = rand_vec(n * c * sh * sw, 300 + i as u64);
+        let dst = rand_vec(n * c * dh * dw, 400 + i as u64);
+        let mut want = up(&Device::Cpu, &[n, c, dh, dw], &dst);
+        ops::paste(
+            &mut want,
+            at,
+            &up(&Device::Cpu, &[n, c, sh, sw], &src),
+            from,
+        )
+        .unwrap();
+        let mut got = up(&g, &[n, c, dh, dw], &dst);
+        ops::paste(&mut got, at, &up(&g, &[n, c, sh, sw], &src), from).unwrap();
+        let (want, got) = (want.to_vec().unwrap(), got.to_vec().unwrap());
+        close(&got, &want, 0.0, &format!("paste case {i}"));
+        // The box holds the source; everything else is untouched.
+        for p in 0..n * c {
+            for y in 0..dh {
+                for x in 0..dw {
+                    let inside =
+                        (at.y..at.y + at.h).contains(&y) && (at.x..at.x + at.w).contains(&x);
+                    let v = want[(p * dh + y) * dw + x];
+                    let expect = if inside {
+                        src[(p * sh + from.0 + y - at.y) * sw + from.1 + x - at.x]
+                    } else {
+                        dst[(p * dh + y) * dw + x]
+                    };
+                    assert_eq!(v, expect, "paste case {i} at plane {p} ({y}, {x})");
+                }
+            }
+        }
+    }
+    // A box that does not fit is an error naming the sizes.
+    let mut d = up(&g, &[1, 1, 4, 4], &[0.0; 16]);
+    let s = up(&g, &[1, 1, 4, 4], &[0.0; 16]);
+    let e = ops::paste(
+        &mut d,
+        ops::PixRect {
+            y: 2,
+            x: 0,
+            h: 3,
+            w: 1,
+        },
+        &s,
+        (0, 0),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("does not fit"), "{e}");
 }

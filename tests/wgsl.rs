@@ -17,12 +17,16 @@ fn every_kernel_validates_with_naga() {
         let src = std::fs::read_to_string(&f).unwrap();
         let module = naga::front::wgsl::parse_str(&src)
             .unwrap_or_else(|e| panic!("{}: {}", f.display(), e.emit_to_string(&src)));
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::empty(),
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}", f.display(), e.emit_to_string(&src)));
+        // Only the f16-weight kernels need a capability: unpack2x16float (wgpu grants it where
+        // the adapter has the SHADER_F16_IN_F32 downlevel flag).
+        let caps = if f.to_string_lossy().ends_with("_f16.wgsl") {
+            naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {}", f.display(), e.emit_to_string(&src)));
         assert!(
             !module.entry_points.is_empty(),
             "{} has no entry point",
@@ -33,6 +37,7 @@ fn every_kernel_validates_with_naga() {
 
 #[test]
 fn conv2d_kernels_match_the_wrapper_tiles() {
+    use spadework::backend::WeightStorage;
     use spadework::ops::conv2d::{ConvKernel, TILES};
     let gen_src = std::fs::read_to_string(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/gen_conv2d.py"),
@@ -43,9 +48,13 @@ fn conv2d_kernels_match_the_wrapper_tiles() {
         gen_src.contains(&format!("TILES = [{}]", listed.join(", "))),
         "tools/gen_conv2d.py TILES differ from src/ops/conv2d.rs TILES {TILES:?}"
     );
-    for t in TILES {
-        for kind in ConvKernel::ALL {
-            let name = kind.file(t);
+    for (t, kind, storage) in TILES.iter().flat_map(|&t| {
+        ConvKernel::ALL
+            .iter()
+            .flat_map(move |&k| [WeightStorage::F32, WeightStorage::F16].map(|s| (t, k, s)))
+    }) {
+        {
+            let name = kind.file(t, storage);
             let src = spadework::backend::gpu::KERNELS
                 .iter()
                 .find(|(n, _)| *n == name)
@@ -69,6 +78,12 @@ fn conv2d_kernels_match_the_wrapper_tiles() {
             assert!(
                 src.contains(&want),
                 "kernels/{name} was generated for another tile ({want})"
+            );
+            let half = src.contains("array<vec2<u32>>");
+            assert_eq!(
+                half,
+                storage == WeightStorage::F16,
+                "kernels/{name} reads weights of the wrong storage"
             );
         }
     }

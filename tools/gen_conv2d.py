@@ -42,11 +42,32 @@ BINDINGS = """struct Params {
     has_bias: u32, _p0: u32, _p1: u32, _p2: u32,
 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
+%s
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 """
+
+# The weights: 4 output channels per element, as f32 vec4s or as f16 pairs packed in two u32s
+# (half the bytes; unpacked to f32 on load, the accumulation stays f32).
+WEIGHTS = {
+    False: """@group(0) @binding(1) var<storage, read> wt: array<vec4<f32>>;
+fn wload(i: u32) -> vec4<f32> { return wt[i]; }""",
+    True: """@group(0) @binding(1) var<storage, read> wt: array<vec2<u32>>;
+fn wload(i: u32) -> vec4<f32> {
+    let v = wt[i];
+    return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
+}""",
+}
+
+HALF_DOC = """//
+// f16 weights: this variant reads the weights as f16 (vec2<u32> = 4 packed halves per output
+// channel group), half the bytes of the f32 kernel of the same tile; everything else is f32.
+"""
+
+
+def bindings(half):
+    return BINDINGS % WEIGHTS[half]
 
 
 def bias_lines(G, P):
@@ -79,9 +100,9 @@ def flat_store_lines(G, P):
     return L
 
 
-def kernel(G, P):
-    L=[KERNEL_DOC % (G, P, G, P, 4 * G * P)]
-    L.append(BINDINGS + """fn tap(base: u32, iy: i32, ix: i32) -> f32 {
+def kernel(G, P, half=False):
+    L=[KERNEL_DOC % (G, P, G, P, 4 * G * P) + (HALF_DOC if half else "")]
+    L.append(bindings(half) + """fn tap(base: u32, iy: i32, ix: i32) -> f32 {
     let inside = iy >= 0 && iy < i32(p.h) && ix >= 0 && ix < i32(p.w);
     let idx = select(0u, base + u32(iy) * p.w + u32(ix), inside);
     return select(0.0, x[idx], inside);
@@ -105,7 +126,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var ky = 0; ky < i32(p.kh); ky++) {
             for (var kx = 0; kx < i32(p.kw); kx++) {""")
     for g in range(G):
-        L.append(f"                let w{g} = wt[widx + {g}u];")
+        L.append(f"                let w{g} = wload(widx + {g}u);")
     L.append("                widx += p.cout4;")
     for j in range(P):
         L.append(f"                let t{j} = tap(base, y{j} + ky, x{j} + kx);")
@@ -131,9 +152,9 @@ KERNEL3_DOC = """// conv2d3x3: 3x3 stride-1 convolution, register-blocked, no sh
 """
 
 
-def kernel3x3(G, P):
-    L=[KERNEL3_DOC % (G, P, P + 2, P, G, P + 2, 3 * 4 * G * P)]
-    L.append(BINDINGS + """@compute @workgroup_size(8, 8, 1)
+def kernel3x3(G, P, half=False):
+    L=[KERNEL3_DOC % (G, P, P + 2, P, G, P + 2, 3 * 4 * G * P) + (HALF_DOC if half else "")]
+    L.append(bindings(half) + """@compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let co4 = gid.x * %du;
     let nb = (p.ow + %du) / %du;
@@ -160,7 +181,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         L.append(f"            let t{j} = select(0.0, x[row + c{j}], m{j} && rv);")
     for kx in range(3):
         for g in range(G):
-            L.append(f"            let w{g}_{kx} = wt[widx + {g}u];")
+            L.append(f"            let w{g}_{kx} = wload(widx + {g}u);")
         L.append("            widx += p.cout4;")
         for g in range(G):
             L.append("            "+" ".join(f"a{g}_{j} += w{g}_{kx} * t{j + kx};" for j in range(P)))
@@ -192,9 +213,9 @@ KERNEL1_DOC = """// conv2d1x1: 1x1 stride-1 unpadded convolution, i.e. a GEMM [C
 """
 
 
-def kernel1x1(G, P):
-    L=[KERNEL1_DOC % (G, P, G, P, 4 * G * P)]
-    L.append(BINDINGS + """@compute @workgroup_size(8, 8, 1)
+def kernel1x1(G, P, half=False):
+    L=[KERNEL1_DOC % (G, P, G, P, 4 * G * P) + (HALF_DOC if half else "")]
+    L.append(bindings(half) + """@compute @workgroup_size(8, 8, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let co4 = gid.x * %du;
     let npix = p.oh * p.ow;
@@ -208,7 +229,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var ci = 0u; ci < p.cin; ci++) {
         let base = (n * p.cin + ci) * npix;""")
     for g in range(G):
-        L.append(f"        let w{g} = wt[widx + {g}u];")
+        L.append(f"        let w{g} = wload(widx + {g}u);")
     L.append("        widx += p.cout4;")
     for j in range(P):
         L.append(f"        let t{j} = x[base + qi{j}];")
@@ -233,7 +254,8 @@ if __name__ == "__main__":
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels")
         for G, P in TILES:
             for prefix, gen in [("conv2d", kernel), ("conv2d3x3", kernel3x3), ("conv2d1x1", kernel1x1)]:
-                path = os.path.join(root, f"{prefix}_g{G}p{P}.wgsl")
-                with open(path, "w") as f:
-                    f.write(gen(G, P))
-                print("wrote", os.path.normpath(path))
+                for half, suffix in [(False, ""), (True, "_f16")]:
+                    path = os.path.join(root, f"{prefix}_g{G}p{P}{suffix}.wgsl")
+                    with open(path, "w") as f:
+                        f.write(gen(G, P, half))
+                    print("wrote", os.path.normpath(path))

@@ -60,6 +60,54 @@ pub const KERNELS: &[(&str, &str)] = &[
         include_str!("../../kernels/conv2d1x1_g1p4.wgsl"),
     ),
     (
+        "conv2d_g4p8_f16.wgsl",
+        include_str!("../../kernels/conv2d_g4p8_f16.wgsl"),
+    ),
+    (
+        "conv2d_g2p8_f16.wgsl",
+        include_str!("../../kernels/conv2d_g2p8_f16.wgsl"),
+    ),
+    (
+        "conv2d_g4p4_f16.wgsl",
+        include_str!("../../kernels/conv2d_g4p4_f16.wgsl"),
+    ),
+    (
+        "conv2d_g1p4_f16.wgsl",
+        include_str!("../../kernels/conv2d_g1p4_f16.wgsl"),
+    ),
+    (
+        "conv2d3x3_g4p8_f16.wgsl",
+        include_str!("../../kernels/conv2d3x3_g4p8_f16.wgsl"),
+    ),
+    (
+        "conv2d3x3_g2p8_f16.wgsl",
+        include_str!("../../kernels/conv2d3x3_g2p8_f16.wgsl"),
+    ),
+    (
+        "conv2d3x3_g4p4_f16.wgsl",
+        include_str!("../../kernels/conv2d3x3_g4p4_f16.wgsl"),
+    ),
+    (
+        "conv2d3x3_g1p4_f16.wgsl",
+        include_str!("../../kernels/conv2d3x3_g1p4_f16.wgsl"),
+    ),
+    (
+        "conv2d1x1_g4p8_f16.wgsl",
+        include_str!("../../kernels/conv2d1x1_g4p8_f16.wgsl"),
+    ),
+    (
+        "conv2d1x1_g2p8_f16.wgsl",
+        include_str!("../../kernels/conv2d1x1_g2p8_f16.wgsl"),
+    ),
+    (
+        "conv2d1x1_g4p4_f16.wgsl",
+        include_str!("../../kernels/conv2d1x1_g4p4_f16.wgsl"),
+    ),
+    (
+        "conv2d1x1_g1p4_f16.wgsl",
+        include_str!("../../kernels/conv2d1x1_g1p4_f16.wgsl"),
+    ),
+    (
         "attention.wgsl",
         include_str!("../../kernels/attention.wgsl"),
     ),
@@ -76,6 +124,7 @@ pub const KERNELS: &[(&str, &str)] = &[
     ("resize.wgsl", include_str!("../../kernels/resize.wgsl")),
     ("segmap.wgsl", include_str!("../../kernels/segmap.wgsl")),
     ("spade.wgsl", include_str!("../../kernels/spade.wgsl")),
+    ("window.wgsl", include_str!("../../kernels/window.wgsl")),
 ];
 
 /// A pipeline: its file, entry point and pipeline-overridable constants (name, value bits).
@@ -97,6 +146,22 @@ pub struct GpuContext {
     error: Arc<Mutex<Option<String>>>,
     /// The conv register tile chosen for this adapter (see `ops::conv2d::gpu_tile`).
     pub conv_tile: std::sync::OnceLock<(usize, usize)>,
+    /// How conv and linear weights uploaded from now on are stored (see [`WeightStorage`]).
+    weight_storage: Mutex<WeightStorage>,
+    /// The adapter can unpack f16 values in shaders (`unpack2x16float`; wgpu's
+    /// `SHADER_F16_IN_F32` downlevel flag): f16 weight storage needs it.
+    pub f16_in_f32: bool,
+}
+
+/// The device format of conv and linear weights. Compute is f32 either way: f16 weights are
+/// unpacked to f32 on load (`unpack2x16float`), so they need no adapter feature.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WeightStorage {
+    /// Exact: weights as given.
+    #[default]
+    F32,
+    /// Half the device memory and weight bandwidth; each weight rounded to the nearest f16.
+    F16,
 }
 
 /// Device buffers: live ones (held by tensors) and idle ones kept for reuse. Sizes are rounded to
@@ -234,6 +299,10 @@ impl GpuContext {
     /// Opens a device on `adapter` with the limits our kernels need.
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<GpuContext> {
         let info = adapter.get_info();
+        let f16_in_f32 = adapter
+            .get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
         let alimits = adapter.limits();
         let mut limits = wgpu::Limits::downlevel_defaults();
         limits.max_storage_buffer_binding_size = alimits.max_storage_buffer_binding_size;
@@ -283,6 +352,8 @@ impl GpuContext {
             }),
             error,
             conv_tile: std::sync::OnceLock::new(),
+            weight_storage: Mutex::new(WeightStorage::F32),
+            f16_in_f32,
         })
     }
 
@@ -295,6 +366,31 @@ impl GpuContext {
             self.info.driver,
             self.info.driver_info
         )
+    }
+
+    /// The storage of weights uploaded by layers built from now on (f32 unless set).
+    pub fn weight_storage(&self) -> WeightStorage {
+        *self.weight_storage.lock().unwrap()
+    }
+
+    /// Sets the storage of weights uploaded by layers built from now on; layers already built
+    /// keep theirs. f16 needs an adapter that unpacks halves ([`Self::f16_in_f32`]).
+    pub fn set_weight_storage(&self, s: WeightStorage) -> Result<()> {
+        self.check_storage(s)?;
+        *self.weight_storage.lock().unwrap() = s;
+        Ok(())
+    }
+
+    /// Whether this adapter can run kernels reading weights stored as `s`.
+    pub fn check_storage(&self, s: WeightStorage) -> Result<()> {
+        if s == WeightStorage::F16 && !self.f16_in_f32 {
+            bail!(
+                "{} cannot unpack f16 in shaders (no SHADER_F16_IN_F32 downlevel capability); \
+                 use f32 weights (--gpu-weights f32)",
+                self.info.name
+            );
+        }
+        Ok(())
     }
 
     /// Peak bytes of device buffers held at once since the context started (or the last

@@ -6,7 +6,7 @@ pub mod gpu;
 use anyhow::{Result, bail};
 use std::sync::Arc;
 
-pub use gpu::GpuContext;
+pub use gpu::{GpuContext, WeightStorage};
 
 /// Where tensors live and ops run.
 #[derive(Clone)]
@@ -52,6 +52,15 @@ impl Device {
         }
     }
 
+    /// Sets how a GPU stores the weights of layers built from now on (the CPU keeps f32); an
+    /// error if the adapter cannot read f16.
+    pub fn set_weight_storage(&self, s: WeightStorage) -> Result<()> {
+        match self {
+            Device::Gpu(ctx) => ctx.set_weight_storage(s),
+            Device::Cpu => Ok(()),
+        }
+    }
+
     /// One line for stderr: which backend and adapter run the work.
     pub fn describe(&self) -> String {
         match self {
@@ -60,7 +69,14 @@ impl Device {
                 rayon::current_num_threads(),
                 cpu::simd_level()
             ),
-            Device::Gpu(ctx) => format!("gpu backend: {}", ctx.describe()),
+            Device::Gpu(ctx) => format!(
+                "gpu backend: {}{}",
+                ctx.describe(),
+                match ctx.weight_storage() {
+                    WeightStorage::F32 => "",
+                    WeightStorage::F16 => ", f16 weights",
+                }
+            ),
         }
     }
 

@@ -131,7 +131,7 @@ pub struct Spade {
 
 /// γ/β depend on the map only, not on z or the trunk: the same map with a new style reuses them,
 /// and a changed map recomputes only the window its changes reach (two k×k convs: 2·pad pixels
-/// around the changed box), SIGE-style, on the CPU backend.
+/// around the changed box), SIGE-style, and pastes it into the cached tensor in place.
 struct GammaBetaCache {
     /// The [2, h, w] label map (channel index, edge bit) the values belong to.
     seg: Vec<f32>,
@@ -275,23 +275,20 @@ impl Spade {
             // sides inside the map the window's zero padding only spoils the 2·pad rim we drop.
             let out = changed.grow(2 * self.pad, h, w);
             let win = out.grow(2 * self.pad, h, w);
-            if !seg.device().is_gpu()
-                && win.area() < h * w
+            if win.area() < h * w
                 && let Some(gb) = Arc::get_mut(&mut cache.gb)
             {
                 let (wh, ww) = (win.y1 - win.y0, win.x1 - win.x0);
-                let part = Tensor::cpu(vec![1, c, wh, ww], crop(host, c, h, w, win));
+                let part =
+                    Tensor::from_vec(&seg.device(), &[1, c, wh, ww], crop(host, c, h, w, win))?;
                 let part = self.gamma_beta(&part)?;
-                let (pv, c2) = (part.host(), gb.shape()[1]);
-                let dst = gb.host_mut();
-                for ch in 0..c2 {
-                    for y in out.y0..out.y1 {
-                        let src = (ch * wh + y - win.y0) * ww + out.x0 - win.x0;
-                        let d = (ch * h + y) * w + out.x0;
-                        dst[d..d + out.x1 - out.x0]
-                            .copy_from_slice(&pv[src..src + out.x1 - out.x0]);
-                    }
-                }
+                let at = ops::PixRect {
+                    y: out.y0,
+                    x: out.x0,
+                    h: out.y1 - out.y0,
+                    w: out.x1 - out.x0,
+                };
+                ops::paste(gb, at, &part, (out.y0 - win.y0, out.x0 - win.x0))?;
                 cache.seg = host.to_vec();
                 return Ok(cache.gb.clone());
             }
@@ -493,8 +490,8 @@ impl SpadeGenerator {
     }
 
     /// With the cache on, every SPADE keeps its γ/β for the last map: rendering the same map
-    /// with another z reuses them, and a small edit recomputes only the window around it (CPU
-    /// backend; on a GPU an edited map recomputes in full). γ/β are ~80 % of SPADE's FLOPs.
+    /// with another z reuses them, and a small edit recomputes only the window around it (on
+    /// either backend). γ/β are ~80 % of SPADE's FLOPs.
     /// Costs the memory of all γ/β maps; off by default.
     pub fn set_gamma_beta_cache(&self, on: bool) {
         self.gb_cache.store(on, Ordering::Relaxed);

@@ -5,8 +5,8 @@
 //! `[K][Cout/4]` as vec4.
 //! CPU twin: im2col over bands of output rows + `gemm` (a 1×1 stride-1 conv is a plain GEMM).
 use super::gpu_empty;
-use crate::backend::Device;
 use crate::backend::cpu::{MatRef, sgemm};
+use crate::backend::{Device, WeightStorage};
 use crate::tensor::Tensor;
 use anyhow::{Result, bail};
 use rayon::prelude::*;
@@ -27,13 +27,16 @@ pub(crate) fn packed_cout4(cout: usize) -> usize {
 
 /// Uploads `weight` `[cout, k]` (row-major: OIHW for a conv, `[out, in]` for a linear layer) in
 /// the layout of the register-blocked conv and linear kernels: `[k][cout4]` vec4s, output channels
-/// zero-padded to [`packed_cout4`]; the bias is zero-padded to match.
+/// zero-padded to [`packed_cout4`]; the bias is zero-padded to match and stays f32. With
+/// [`WeightStorage::F16`] each vec4 is 4 halves in two u32s (the weight tensor's shape then
+/// counts 32-bit words: `[k, width / 2]`); a weight outside the f16 range is an error.
 pub(crate) fn upload_packed(
     device: &Device,
     weight: &[f32],
     bias: Option<&[f32]>,
     cout: usize,
     k: usize,
+    storage: WeightStorage,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let width = packed_cout4(cout) * 4;
     let mut packed = vec![0f32; k * width];
@@ -50,7 +53,31 @@ pub(crate) fn upload_packed(
         }
         None => None,
     };
-    Ok((Tensor::from_vec(device, &[k, width], packed)?, bias))
+    let weight = match (storage, device) {
+        (WeightStorage::F16, Device::Gpu(ctx)) => {
+            ctx.check_storage(storage)?;
+            if let Some((i, v)) = weight
+                .iter()
+                .enumerate()
+                .find(|(_, v)| v.is_finite() && v.abs() > f32::from(half::f16::MAX))
+            {
+                bail!(
+                    "weight {v} (output {}, index {}) is outside the f16 range (±65504); \
+                     use f32 weight storage",
+                    i / k,
+                    i % k
+                );
+            }
+            let halves: Vec<u16> = packed
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_bits())
+                .collect();
+            let buf = ctx.upload_bytes(bytemuck::cast_slice(&halves))?;
+            Tensor::gpu(vec![k, width / 2], buf)
+        }
+        _ => Tensor::from_vec(device, &[k, width], packed)?,
+    };
+    Ok((weight, bias))
 }
 
 /// The three generated kernel kinds (tools/gen_conv2d.py writes one file per kind and tile).
@@ -77,35 +104,59 @@ impl ConvKernel {
         }
     }
 
-    /// The kernel file of this kind for a tile (one of [`TILES`]).
-    pub fn file(self, (g, p): (usize, usize)) -> &'static str {
-        const FILES: [[&str; 3]; 4] = [
+    /// The kernel file of this kind for a tile (one of [`TILES`]) and weight storage.
+    pub fn file(self, (g, p): (usize, usize), storage: WeightStorage) -> &'static str {
+        const FILES: [[[&str; 3]; 4]; 2] = [
             [
-                "conv2d_g4p8.wgsl",
-                "conv2d3x3_g4p8.wgsl",
-                "conv2d1x1_g4p8.wgsl",
+                [
+                    "conv2d_g4p8.wgsl",
+                    "conv2d3x3_g4p8.wgsl",
+                    "conv2d1x1_g4p8.wgsl",
+                ],
+                [
+                    "conv2d_g2p8.wgsl",
+                    "conv2d3x3_g2p8.wgsl",
+                    "conv2d1x1_g2p8.wgsl",
+                ],
+                [
+                    "conv2d_g4p4.wgsl",
+                    "conv2d3x3_g4p4.wgsl",
+                    "conv2d1x1_g4p4.wgsl",
+                ],
+                [
+                    "conv2d_g1p4.wgsl",
+                    "conv2d3x3_g1p4.wgsl",
+                    "conv2d1x1_g1p4.wgsl",
+                ],
             ],
             [
-                "conv2d_g2p8.wgsl",
-                "conv2d3x3_g2p8.wgsl",
-                "conv2d1x1_g2p8.wgsl",
-            ],
-            [
-                "conv2d_g4p4.wgsl",
-                "conv2d3x3_g4p4.wgsl",
-                "conv2d1x1_g4p4.wgsl",
-            ],
-            [
-                "conv2d_g1p4.wgsl",
-                "conv2d3x3_g1p4.wgsl",
-                "conv2d1x1_g1p4.wgsl",
+                [
+                    "conv2d_g4p8_f16.wgsl",
+                    "conv2d3x3_g4p8_f16.wgsl",
+                    "conv2d1x1_g4p8_f16.wgsl",
+                ],
+                [
+                    "conv2d_g2p8_f16.wgsl",
+                    "conv2d3x3_g2p8_f16.wgsl",
+                    "conv2d1x1_g2p8_f16.wgsl",
+                ],
+                [
+                    "conv2d_g4p4_f16.wgsl",
+                    "conv2d3x3_g4p4_f16.wgsl",
+                    "conv2d1x1_g4p4_f16.wgsl",
+                ],
+                [
+                    "conv2d_g1p4_f16.wgsl",
+                    "conv2d3x3_g1p4_f16.wgsl",
+                    "conv2d1x1_g1p4_f16.wgsl",
+                ],
             ],
         ];
         let t = TILES
             .iter()
             .position(|&t| t == (g, p))
             .unwrap_or_else(|| panic!("no conv2d kernel for tile {g}x{p}"));
-        FILES[t][self as usize]
+        FILES[storage as usize][t][self as usize]
     }
 }
 
@@ -117,9 +168,11 @@ pub struct Conv2d {
     pub kw: usize,
     pub stride: usize,
     pub pad: usize,
-    /// CPU: OIHW as uploaded. GPU: `[K][cout4]` vec4 packing.
+    /// CPU: OIHW as uploaded. GPU: `[K][cout4]` vec4 packing ([`upload_packed`]).
     weight: Tensor,
     bias: Option<Tensor>,
+    /// How the GPU weights are stored (always f32 on the CPU).
+    pub storage: WeightStorage,
 }
 
 /// Output size of a convolution along one axis.
@@ -128,7 +181,10 @@ pub fn out_size(input: usize, k: usize, stride: usize, pad: usize) -> Option<usi
 }
 
 impl Conv2d {
-    /// `weight` is OIHW with `shape = [cout, cin, kh, kw]`; `bias` has `cout` values.
+    /// `weight` is OIHW with `shape = [cout, cin, kh, kw]`; `bias` has `cout` values. On a GPU
+    /// the weights are stored as the context's [`GpuContext::weight_storage`] says.
+    ///
+    /// [`GpuContext::weight_storage`]: crate::backend::GpuContext::weight_storage
     pub fn new(
         device: &Device,
         weight: &[f32],
@@ -136,6 +192,23 @@ impl Conv2d {
         bias: Option<&[f32]>,
         stride: usize,
         pad: usize,
+    ) -> Result<Conv2d> {
+        let storage = match device {
+            Device::Gpu(ctx) => ctx.weight_storage(),
+            Device::Cpu => WeightStorage::F32,
+        };
+        Self::with_storage(device, weight, shape, bias, stride, pad, storage)
+    }
+
+    /// [`Self::new`] with the GPU weight storage given (ignored on the CPU).
+    pub fn with_storage(
+        device: &Device,
+        weight: &[f32],
+        shape: [usize; 4],
+        bias: Option<&[f32]>,
+        stride: usize,
+        pad: usize,
+        storage: WeightStorage,
     ) -> Result<Conv2d> {
         let [cout, cin, kh, kw] = shape;
         if weight.len() != cout * cin * kh * kw {
@@ -154,12 +227,16 @@ impl Conv2d {
         if stride == 0 {
             bail!("conv2d stride must be ≥ 1");
         }
-        let (weight, bias) = match device {
+        let (weight, bias, storage) = match device {
             Device::Cpu => (
                 Tensor::cpu(shape.to_vec(), weight.to_vec()),
                 bias.map(|b| Tensor::cpu(vec![cout], b.to_vec())),
+                WeightStorage::F32,
             ),
-            Device::Gpu(_) => upload_packed(device, weight, bias, cout, cin * kh * kw)?,
+            Device::Gpu(_) => {
+                let (w, b) = upload_packed(device, weight, bias, cout, cin * kh * kw, storage)?;
+                (w, b, storage)
+            }
         };
         Ok(Conv2d {
             cout,
@@ -170,6 +247,7 @@ impl Conv2d {
             pad,
             weight,
             bias,
+            storage,
         })
     }
 
@@ -260,7 +338,7 @@ impl Conv2d {
                     n as u32,
                 ];
                 ctx.dispatch(
-                    kind.file(tile),
+                    kind.file(tile, self.storage),
                     "main",
                     &[x.buf(), self.weight.buf(), bias_buf],
                     y.buf(),
@@ -298,7 +376,7 @@ fn choose_tile(ctx: &std::sync::Arc<crate::backend::GpuContext>) -> (usize, usiz
     // update re-tunes.
     let sources: String = TILES
         .iter()
-        .flat_map(|&t| ConvKernel::ALL.map(|k| k.file(t)))
+        .flat_map(|&t| ConvKernel::ALL.map(|k| k.file(t, WeightStorage::F32)))
         .filter_map(|name| {
             crate::backend::gpu::KERNELS
                 .iter()

@@ -37,7 +37,14 @@ impl Linear {
                 bias.map(|b| Tensor::cpu(vec![fout], b.to_vec())),
             ),
             // The conv kernels' layout: the kernel's tile is 4 vec4s of features, as theirs.
-            Device::Gpu(_) => super::conv2d::upload_packed(device, weight, bias, fout, fin)?,
+            Device::Gpu(_) => super::conv2d::upload_packed(
+                device,
+                weight,
+                bias,
+                fout,
+                fin,
+                crate::backend::WeightStorage::F32,
+            )?,
         };
         Ok(Linear {
             fin,

@@ -9,6 +9,7 @@ pub mod onehot_conv;
 pub mod resize;
 pub mod segmap;
 pub mod spade;
+pub mod window;
 
 pub use attention::{AttnMask, attention};
 pub use conv2d::Conv2d;
@@ -19,6 +20,7 @@ pub use onehot_conv::OneHotConv;
 pub use resize::{NearestRule, resize_nearest, upsample2x};
 pub use segmap::seg_input;
 pub use spade::modulate;
+pub use window::{PixRect, paste};
 
 use crate::backend::gpu::GpuContext;
 use crate::tensor::Tensor;

@@ -23,6 +23,8 @@ pub struct PaintOptions {
     pub map: Option<PathBuf>,
     pub backend: BackendChoice,
     pub adapter: Option<String>,
+    /// How a GPU stores the model's weights.
+    pub gpu_weights: crate::backend::WeightStorage,
     pub autosave_dir: PathBuf,
     pub replay: Option<PathBuf>,
     pub seed: Option<u64>,
@@ -228,9 +230,11 @@ impl PaintApp {
         let ctx = cc.egui_ctx.clone();
         let store = opts.store;
         let (backend, adapter) = (opts.backend, opts.adapter.clone());
+        let gpu_weights = opts.gpu_weights;
         let worker = Worker::spawn(
             move || {
                 let device = Device::select(backend, adapter.as_deref())?;
+                device.set_weight_storage(gpu_weights)?;
                 let model = Model::from_store(&store, &device)?;
                 Ok(Box::new(ModelRenderer::new(model)) as Box<dyn Renderer>)
             },
