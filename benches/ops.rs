@@ -11,6 +11,7 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn main() -> anyhow::Result<()> {
+    spadework::backend::cpu::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--test" || a == "--list") {
         return Ok(()); // `cargo test --benches` probes; nothing to run

@@ -211,6 +211,7 @@ struct BenchArgs {
 }
 
 fn main() {
+    spadework::backend::cpu::keep_freed_memory();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Render(a) => render(a),
