@@ -565,6 +565,7 @@ fn run_works(
             ctx.trim_pool();
             ctx.reset_mem_stats();
         }
+        crate::backend::cpu::release_freed_memory();
         reset_rss_peak();
         let mut ready = (wk.build)()?;
         // What the build freed (f16 rows also build and run an f32 twin for their error) leaves

@@ -24,6 +24,21 @@ pub fn keep_freed_memory() {
     }
 }
 
+/// Returns the free memory [`keep_freed_memory`] holds to the kernel (glibc `malloc_trim`), so a
+/// measurement that follows starts from what is live (the bench calls it between workloads).
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only releases free heap memory; it has no preconditions.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 /// Row-major matrix views for [`sgemm`]: element (i, j) is at `ptr[i*rs + j*cs]`.
 #[derive(Clone, Copy)]
 pub struct MatRef<'a> {

@@ -148,6 +148,8 @@ pub struct GpuContext {
     pub conv_tile: std::sync::OnceLock<(usize, usize)>,
     /// How conv and linear weights uploaded from now on are stored (see [`WeightStorage`]).
     weight_storage: Mutex<WeightStorage>,
+    /// The driver's pipeline cache, loaded from and saved to disk (Vulkan).
+    pipeline_cache: Option<PipelineDiskCache>,
     /// The adapter can unpack f16 values in shaders (`unpack2x16float`; wgpu's
     /// `SHADER_F16_IN_F32` downlevel flag): f16 weight storage needs it.
     pub f16_in_f32: bool,
@@ -162,6 +164,47 @@ pub enum WeightStorage {
     F32,
     /// Half the device memory and weight bandwidth; each weight rounded to the nearest f16.
     F16,
+}
+
+/// A wgpu pipeline cache and the file it persists to (`<cache dir>/<pipeline_cache_key>.bin`:
+/// an FNV-1a checksum of the data, then the data).
+struct PipelineDiskCache {
+    cache: wgpu::PipelineCache,
+    path: std::path::PathBuf,
+    /// Pipelines were compiled since the last save.
+    dirty: std::sync::atomic::AtomicBool,
+}
+
+/// The cached pipeline data in `path`, if it is there and its checksum holds.
+fn read_pipeline_cache(path: &std::path::Path) -> Option<Vec<u8>> {
+    let bytes = std::fs::read(path).ok()?;
+    let (sum, data) = bytes.split_first_chunk::<8>()?;
+    (u64::from_le_bytes(*sum) == super::fnv1a(data)).then(|| data.to_vec())
+}
+
+impl GpuContext {
+    /// Writes the driver's pipeline cache to disk if pipelines were compiled since the last save,
+    /// so the next process starts with them (best effort: a read-only cache dir only costs
+    /// compile time next start). Called by [`Self::sync`], after downloads and on drop.
+    pub fn save_pipeline_cache(&self) {
+        let Some(c) = &self.pipeline_cache else {
+            return;
+        };
+        if !c.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        if let Some(data) = c.cache.get_data() {
+            let mut bytes = super::fnv1a(&data).to_le_bytes().to_vec();
+            bytes.extend_from_slice(&data);
+            let _ = crate::io::write_atomic(&c.path, &bytes);
+        }
+    }
+}
+
+impl Drop for GpuContext {
+    fn drop(&mut self) {
+        self.save_pipeline_cache();
+    }
 }
 
 /// Device buffers: live ones (held by tensors) and idle ones kept for reuse. Sizes are rounded to
@@ -315,9 +358,18 @@ impl GpuContext {
         limits.max_compute_workgroup_size_x = alimits.max_compute_workgroup_size_x;
         limits.max_compute_workgroup_size_y = alimits.max_compute_workgroup_size_y;
         limits.max_compute_workgroup_size_z = alimits.max_compute_workgroup_size_z;
+        // Compiled pipelines are kept on disk where the backend can (Vulkan): shader compilation
+        // is most of a cold start on a software adapter.
+        let cache_file = wgpu::util::pipeline_cache_key(&info)
+            .filter(|_| adapter.features().contains(wgpu::Features::PIPELINE_CACHE))
+            .map(|k| super::cache_dir().join(format!("{k}.bin")));
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("spadework"),
-            required_features: wgpu::Features::empty(),
+            required_features: if cache_file.is_some() {
+                wgpu::Features::PIPELINE_CACHE
+            } else {
+                wgpu::Features::empty()
+            },
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -329,6 +381,25 @@ impl GpuContext {
                 info.name, info.backend
             )
         })?;
+        let pipeline_cache = cache_file.map(|path| {
+            let data = read_pipeline_cache(&path);
+            // SAFETY: `data` is what `save_pipeline_cache` wrote from `PipelineCache::get_data`
+            // for an adapter with the same `pipeline_cache_key` (the file name), checked against
+            // its checksum; wgpu validates its header and, with `fallback`, starts an empty cache
+            // if it does not fit this device or driver.
+            let cache = unsafe {
+                device.create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
+                    label: Some("spadework"),
+                    data: data.as_deref(),
+                    fallback: true,
+                })
+            };
+            PipelineDiskCache {
+                cache,
+                path,
+                dirty: std::sync::atomic::AtomicBool::new(false),
+            }
+        });
         let error = Arc::new(Mutex::new(None::<String>));
         let sink = error.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -354,6 +425,7 @@ impl GpuContext {
             conv_tile: std::sync::OnceLock::new(),
             weight_storage: Mutex::new(WeightStorage::F32),
             f16_in_f32,
+            pipeline_cache,
         })
     }
 
@@ -523,7 +595,9 @@ impl GpuContext {
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| anyhow!("GPU device lost or hung: {e}; try --backend cpu"))?;
-        self.check_error()
+        self.check_error()?;
+        self.save_pipeline_cache();
+        Ok(())
     }
 
     /// Uploads f32 data into a new pooled buffer (ordered with the recorded work).
@@ -587,6 +661,8 @@ impl GpuContext {
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
+        // A result reached the host: the pipelines that made it are worth keeping.
+        self.save_pipeline_cache();
         Ok(out)
     }
 
@@ -684,10 +760,13 @@ impl GpuContext {
                     constants,
                     ..Default::default()
                 },
-                cache: None,
+                cache: self.pipeline_cache.as_ref().map(|c| &c.cache),
             });
         self.check_error()
             .with_context(|| format!("compiling {file}:{entry} {constants:?}"))?;
+        if let Some(c) = &self.pipeline_cache {
+            c.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let p = Arc::new((pipeline, n_inputs));
         self.pipelines.lock().unwrap().insert(key, p.clone());
         Ok(p)
