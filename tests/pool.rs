@@ -7,7 +7,7 @@ use spadework::backend::gpu::size_class;
 fn size_classes_waste_at_most_an_eighth() {
     for b in (1..5000u64).chain([1 << 20, (1 << 20) + 1, 3 << 22, 12_345_678, 67_108_864]) {
         let c = size_class(b);
-        assert!(c >= b && c % 16 == 0, "{b} -> {c}");
+        assert!(c >= b && c.is_multiple_of(16), "{b} -> {c}");
         assert!(
             c <= (b.max(16) + b.max(16) / 8).max(16).div_ceil(16) * 16,
             "{b} -> {c}"

@@ -499,7 +499,7 @@ impl GpuContext {
     /// A storage buffer of at least `bytes` (its size class), from the pool when possible.
     pub fn alloc(self: &Arc<Self>, bytes: u64) -> Result<GpuBuf> {
         let size = size_class(bytes);
-        if size > self.limits.max_storage_buffer_binding_size as u64 {
+        if size > self.limits.max_storage_buffer_binding_size {
             bail!(
                 "tensor of {} MiB exceeds this adapter's max storage binding of {} MiB; \
                  use a smaller size or --backend cpu",
@@ -609,7 +609,7 @@ impl GpuContext {
         let dst = self.alloc(bytes.len() as u64)?;
         if !bytes.is_empty() {
             let padded;
-            let src_bytes = if bytes.len() % 4 != 0 {
+            let src_bytes = if !bytes.len().is_multiple_of(4) {
                 padded = [bytes, &[0u8; 4][..4 - bytes.len() % 4]].concat();
                 &padded[..]
             } else {
@@ -812,7 +812,7 @@ impl GpuContext {
         let p = self.pipeline(file, entry, inputs.len(), constants)?;
         let (bgl, _) = self.layout(inputs.len());
         let mut words = params.to_vec();
-        while words.len() % 4 != 0 || words.is_empty() {
+        while !words.len().is_multiple_of(4) || words.is_empty() {
             words.push(0);
         }
         let ubuf = self

@@ -370,7 +370,7 @@ mod tests {
         let mut l = vec![3, 5, 3];
         remap_class_ids(&mut l, &c, None, "m").unwrap();
         assert_eq!(l, vec![0, 1, 0]);
-        let e = remap_class_ids(&mut vec![3, 7], &c, None, "m")
+        let e = remap_class_ids(&mut [3, 7], &c, None, "m")
             .unwrap_err()
             .to_string();
         assert!(
@@ -380,7 +380,7 @@ mod tests {
         let mut l = vec![3, 7, 9];
         remap_class_ids(&mut l, &c, Some("tree"), "m").unwrap();
         assert_eq!(l, vec![0, 1, 1]);
-        assert!(remap_class_ids(&mut vec![7], &c, Some("lava"), "m").is_err());
+        assert!(remap_class_ids(&mut [7], &c, Some("lava"), "m").is_err());
     }
 
     #[test]

@@ -154,7 +154,7 @@ struct PaintApp {
 fn default_canvas(cfg: &SpadeConfig, palette: &Palette, size: Option<(usize, usize)>) -> Canvas {
     let (w, h) = size.unwrap_or_else(|| {
         let (mh, mw) = cfg.map_size();
-        let k = (256 + mh.max(mw) - 1) / mh.max(mw);
+        let k = 256_usize.div_ceil(mh.max(mw));
         (mw * k.max(1), mh * k.max(1))
     });
     let first = palette.classes.first().map(|c| c.id).unwrap_or(0);
@@ -551,10 +551,8 @@ impl PaintApp {
         let painter = ui.painter_at(area);
         painter.rect_filled(area, 0.0, Color32::from_gray(30));
         let uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
-        if show_image {
-            if let Some(p) = &self.preview {
-                painter.image(p.tex.id(), rect, uv, Color32::WHITE);
-            }
+        if show_image && let Some(p) = &self.preview {
+            painter.image(p.tex.id(), rect, uv, Color32::WHITE);
         }
         if show_map && let Some((tex, _)) = &self.map_tex {
             let a = if show_image {
@@ -942,10 +940,10 @@ impl PaintApp {
                     Some(k) => {
                         let mut m = egui::Modifiers::NONE;
                         if *ctrl {
-                            m = m | egui::Modifiers::COMMAND;
+                            m |= egui::Modifiers::COMMAND;
                         }
                         if *shift {
-                            m = m | egui::Modifiers::SHIFT;
+                            m |= egui::Modifiers::SHIFT;
                         }
                         rp.key(k, m);
                     }
