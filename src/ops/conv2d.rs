@@ -671,7 +671,8 @@ fn conv3x3_bands(
     let npix = oh * ow;
     let k = 3 * cin;
     let threads = rayon::current_num_threads();
-    let mut out = vec![0f32; n * cout * npix];
+    // Written below, band by band: every (image, channel, row, column) once.
+    let mut out = crate::backend::cpu::unwritten(n * cout * npix);
     // Rows per band: the shifted copies (rows + 2 input rows) and the GEMM output of the band
     // within the im2col budget.
     let rows = (band_floats.saturating_sub(2 * k * wp) / ((k + cout) * wp).max(1)).clamp(1, oh);
@@ -731,14 +732,15 @@ fn conv3x3_bands(
                     let src = &d[(co * r + rr) * wp..][..ow];
                     let dst = &mut o[(oy0 + rr) * ow..][..ow];
                     for (o, s) in dst.iter_mut().zip(src) {
-                        *o = s + bv;
+                        o.write(s + bv);
                     }
                 }
             });
         }
     }
     give_back_scratch(scratch);
-    out
+    // SAFETY: the bands cover rows 0..oh of every image and channel, each row's ow columns.
+    unsafe { crate::backend::cpu::assume_written(out) }
 }
 
 thread_local! {

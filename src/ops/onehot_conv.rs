@@ -166,15 +166,16 @@ impl OneHotConv {
                 acc
             })
             .collect();
-        let mut out = vec![0f32; cout * hw];
+        let mut out = crate::backend::cpu::unwritten(cout * hw);
         out.par_chunks_mut(hw).enumerate().for_each(|(co, plane)| {
             for (oy, r) in rows.iter().enumerate() {
                 for ox in 0..w {
-                    plane[oy * w + ox] = r[ox * cout + co];
+                    plane[oy * w + ox].write(r[ox * cout + co]);
                 }
             }
         });
-        out
+        // SAFETY: `rows` has the h rows of the image, so each plane's h·w elements are written.
+        unsafe { crate::backend::cpu::assume_written(out) }
     }
 }
 

@@ -35,7 +35,7 @@ pub fn modulate(
             let s = stats.host();
             let k = if per_sample { n * c } else { c };
             let (xv, gbv) = (x.host(), gb.host());
-            let mut out = vec![0f32; x.numel()];
+            let mut out = crate::backend::cpu::unwritten(x.numel());
             out.par_chunks_mut(hw).enumerate().for_each(|(nc, o)| {
                 let (b, ch) = (nc / c, nc % c);
                 let kk = if per_sample { nc } else { ch };
@@ -52,9 +52,11 @@ pub fn modulate(
                     {
                         v *= sl;
                     }
-                    o[i] = v;
+                    o[i].write(v);
                 }
             });
+            // SAFETY: the chunks cover the output, and the loop writes each element.
+            let out = unsafe { crate::backend::cpu::assume_written(out) };
             Ok(Tensor::cpu(x.shape().to_vec(), out))
         }
         Device::Gpu(ctx) => {
