@@ -3,8 +3,11 @@
 //                   shared-memory tree reduction; writes scale = 1/sqrt(var+eps), shift = -mean*scale.
 //   channel_affine: y = fma(x, scale[i], shift[i]) with i = c (batch norm, running statistics
 //                   folded on the host) or i = n*C + c (instance norm, per-sample statistics).
+//   layer_norm:     one workgroup per row of c values (n rows): y = (x - mean) / sqrt(var + eps)
+//                   * gamma + beta (PyTorch nn.LayerNorm over the last dimension).
 // Bindings: instance_stats: x, -, out = stats [2*N*C] (scale then shift);
-//           channel_affine: x, stats [2*K] (scale[K] then shift[K]), y.
+//           channel_affine: x, stats [2*K] (scale[K] then shift[K]), y;
+//           layer_norm: x [n, c], gamma then beta [2*c], y.
 
 struct Params { n: u32, c: u32, hw: u32, per_sample: u32, eps: f32, _p0: u32, _p1: u32, _p2: u32 }
 
@@ -56,4 +59,20 @@ fn channel_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let k = select(nc % p.c, nc, p.per_sample != 0u);
     let nk = select(p.c, p.n * p.c, p.per_sample != 0u);
     out[i] = fma(x[i], stats_in[k], stats_in[nk + k]);
+}
+
+@compute @workgroup_size(256)
+fn layer_norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let row = wid.x + wid.y * 65535u;
+    if (row >= p.n) { return; }
+    let base = row * p.c;
+    var s = 0.0;
+    for (var i = lid; i < p.c; i += 256u) { s += x[base + i]; }
+    let mean = reduce_sum(lid, s) / f32(p.c);
+    var q = 0.0;
+    for (var i = lid; i < p.c; i += 256u) { let d = x[base + i] - mean; q += d * d; }
+    let scale = 1.0 / sqrt(reduce_sum(lid, q) / f32(p.c) + p.eps);
+    for (var i = lid; i < p.c; i += 256u) {
+        out[base + i] = (x[base + i] - mean) * scale * stats_in[i] + stats_in[p.c + i];
+    }
 }

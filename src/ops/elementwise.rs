@@ -1,4 +1,4 @@
-//! ReLU, leaky-ReLU, tanh and add (kernels/elementwise.wgsl).
+//! ReLU, leaky-ReLU, tanh, GELU and add (kernels/elementwise.wgsl).
 use super::gpu_empty;
 use crate::backend::{Device, gpu::groups_1d};
 use crate::tensor::{Tensor, same_device};
@@ -10,6 +10,19 @@ pub enum Unary {
     Relu,
     LeakyRelu(f32),
     Tanh,
+    /// x·σ(1.702x), OpenAI CLIP's `quick_gelu`.
+    QuickGelu,
+    /// x/2·(1 + erf(x/√2)), PyTorch's exact `gelu` (erf to 1.5e-7).
+    Gelu,
+}
+
+/// erf by Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7), as `elementwise.wgsl:erf_as`.
+pub fn erf_as(v: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.3275911 * v.abs());
+    let poly = t
+        * (0.254829592
+            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    v.signum() * (1.0 - poly * (-v * v).exp())
 }
 
 impl Unary {
@@ -25,6 +38,8 @@ impl Unary {
                 }
             }
             Unary::Tanh => v.tanh(),
+            Unary::QuickGelu => v / (1.0 + (-1.702 * v).exp()),
+            Unary::Gelu => 0.5 * v * (1.0 + erf_as(v * std::f32::consts::FRAC_1_SQRT_2)),
         }
     }
 }
@@ -46,6 +61,8 @@ pub fn unary(x: &Tensor, op: Unary) -> Result<Tensor> {
                 Unary::Relu => (0, 0.0),
                 Unary::LeakyRelu(s) => (1, s),
                 Unary::Tanh => (2, 0.0),
+                Unary::QuickGelu => (3, 0.0),
+                Unary::Gelu => (4, 0.0),
             };
             let n = x.numel();
             ctx.dispatch(

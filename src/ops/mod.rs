@@ -13,9 +13,9 @@ pub mod window;
 
 pub use attention::{AttnMask, attention};
 pub use conv2d::Conv2d;
-pub use elementwise::{add, leaky_relu, relu, tanh};
+pub use elementwise::{Unary, add, leaky_relu, relu, tanh, unary};
 pub use linear::Linear;
-pub use norm::{ParamFreeNorm, instance_norm};
+pub use norm::{LayerNorm, ParamFreeNorm, instance_norm, layer_norm};
 pub use onehot_conv::OneHotConv;
 pub use resize::{NearestRule, resize_nearest, upsample2x};
 pub use segmap::seg_input;

@@ -1,7 +1,8 @@
 //! Parameter-free normalisation (kernels/norm.wgsl): batch norm with running statistics (eval
 //! mode) and instance norm (per-sample statistics, biased variance). Both reduce to
 //! `y = fma(x, scale, shift)` with `scale = 1/sqrt(var + eps)` and `shift = -mean * scale`, which
-//! is how PyTorch's CPU kernel evaluates eval-mode batch norm.
+//! is how PyTorch's CPU kernel evaluates eval-mode batch norm. Also layer norm over the last
+//! dimension (`nn.LayerNorm`), for the text encoder.
 use super::gpu_empty;
 use crate::backend::{Device, gpu::groups_1d};
 use crate::tensor::Tensor;
@@ -180,5 +181,80 @@ pub fn channel_affine(x: &Tensor, stats: &Tensor, per_sample: bool) -> Result<Te
             )?;
             Ok(y)
         }
+    }
+}
+
+/// PyTorch `nn.LayerNorm` over the last dimension: each row of `x` `[.., c]` normalized to zero
+/// mean and unit (biased) variance, then `* gamma + beta`. `gamma_beta` holds gamma then beta
+/// (`[2c]`, as [`LayerNorm`] keeps them).
+pub fn layer_norm(x: &Tensor, gamma_beta: &Tensor, eps: f32) -> Result<Tensor> {
+    let c = *x.shape().last().unwrap_or(&0);
+    if c == 0 || gamma_beta.numel() != 2 * c {
+        bail!(
+            "layer norm over {c} features needs gamma and beta of {c} each, got {} values (input {:?})",
+            gamma_beta.numel(),
+            x.shape()
+        );
+    }
+    let rows = x.numel() / c;
+    match crate::tensor::same_device(&[x, gamma_beta])? {
+        Device::Cpu => Ok(Tensor::cpu(
+            x.shape().to_vec(),
+            layer_norm_cpu(x.host(), gamma_beta.host(), c, eps),
+        )),
+        Device::Gpu(ctx) => {
+            let y = gpu_empty(&ctx, x.shape())?;
+            let params = [rows as u32, c as u32, 0, 0, eps.to_bits(), 0, 0, 0];
+            ctx.dispatch(
+                "norm.wgsl",
+                "layer_norm",
+                &[x.buf(), gamma_beta.buf()],
+                y.buf(),
+                &params,
+                [rows.min(65535) as u32, rows.div_ceil(65535) as u32, 1],
+            )?;
+            Ok(y)
+        }
+    }
+}
+
+/// The CPU twin of [`layer_norm`] (two-pass mean and variance per row, in f64).
+pub fn layer_norm_cpu(x: &[f32], gamma_beta: &[f32], c: usize, eps: f32) -> Vec<f32> {
+    let (g, b) = gamma_beta.split_at(c);
+    let mut out = vec![0f32; x.len()];
+    out.par_chunks_mut(c)
+        .zip(x.par_chunks(c))
+        .for_each(|(o, r)| {
+            let mean = r.iter().map(|&v| v as f64).sum::<f64>() / c as f64;
+            let var = r.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / c as f64;
+            let scale = 1.0 / (var + eps as f64).sqrt();
+            for i in 0..c {
+                o[i] = ((r[i] as f64 - mean) * scale) as f32 * g[i] + b[i];
+            }
+        });
+    out
+}
+
+/// A `nn.LayerNorm(c)` with its parameters on the device.
+pub struct LayerNorm {
+    gamma_beta: Tensor,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    pub fn new(device: &Device, gamma: &[f32], beta: &[f32], eps: f32) -> Result<LayerNorm> {
+        if gamma.len() != beta.len() {
+            bail!(
+                "layer norm: {} gammas but {} betas",
+                gamma.len(),
+                beta.len()
+            );
+        }
+        let gamma_beta = Tensor::from_vec(device, &[2 * gamma.len()], [gamma, beta].concat())?;
+        Ok(LayerNorm { gamma_beta, eps })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        layer_norm(x, &self.gamma_beta, self.eps)
     }
 }
