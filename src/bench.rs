@@ -2,7 +2,8 @@
 //! warm-up, medians, GFLOP/s, peak memory, a table and JSON for comparing machines.
 use crate::backend::{Device, GpuContext, WeightStorage};
 use crate::io::labels::PreparedMap;
-use crate::models::SpadeConfig;
+use crate::models::clip_text::random_weights;
+use crate::models::{ClipTextConfig, ClipTextEncoder, SpadeConfig};
 use crate::ops::{self, Conv2d, OneHotConv, ParamFreeNorm};
 use crate::render::Model;
 use crate::rng::Rng;
@@ -409,6 +410,31 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
             })
         }));
     }
+    // The text encoder of Stable Diffusion 1.x (`quick`: 4 layers of 256), random weights, one
+    // 77-token prompt.
+    let (name, tcfg) = if quick {
+        let cfg = ClipTextConfig {
+            vocab: 1000,
+            width: 256,
+            layers: 4,
+            heads: 4,
+            mlp_width: 1024,
+            ..ClipTextConfig::vit_l14()
+        };
+        ("CLIP-layout text encoder 77 tok 4×256", cfg)
+    } else {
+        (
+            "CLIP ViT-L/14 text encoder 77 tok",
+            ClipTextConfig::vit_l14(),
+        )
+    };
+    v.push(Work::new(name, "e2e", move || {
+        let enc = ClipTextEncoder::load(&random_weights(&tcfg, 3), &tcfg, d)?;
+        let ids: Vec<u32> = (0..77).map(|i| (i * 7919 % tcfg.vocab) as u32).collect();
+        Ok(Ready::new(tcfg.flops(ids.len()), move || {
+            enc.forward(&ids).map(drop)
+        }))
+    }));
     if !quick {
         v.extend(demo_workloads(d));
     }

@@ -52,8 +52,13 @@ fn quick_bench_writes_a_complete_report() {
         let (peaks, ops, gens) = if gpu { (8, 16, 2) } else { (1, 11, 1) };
         assert_eq!(
             rows.len(),
-            peaks + ops + gens,
-            "{peaks} peak rows + {ops} ops + {gens} generator rows"
+            peaks + ops + gens + 1,
+            "{peaks} peak rows + {ops} ops + {gens} generator rows + the text encoder"
+        );
+        assert!(
+            rows.iter()
+                .any(|r| r["workload"] == "CLIP-layout text encoder 77 tok 4×256"),
+            "no text encoder row"
         );
         for r in rows {
             // f16-weight rows report their error against f32 weights: there is rounding, and

@@ -60,6 +60,13 @@ def torch_workload(name: str):
         return lambda: F.scaled_dot_product_attention(
             view(q, lq), view(k, lk), view(v, lk), is_causal=kind == "causal"
         ).transpose(1, 2).reshape(1, lq, heads * d)
+    m = re.match(r"CLIP ViT-L/14 text encoder (\d+) tok", name)
+    if m:
+        import clip_text_reference as ref
+        ref.FAST_ATTENTION = True
+        model = ref.ClipText(ref.VIT_L14).eval()
+        ids = torch.arange(int(m.group(1)))[None] * 7919 % ref.VIT_L14["vocab"]
+        return lambda: model(ids)
     return None
 
 
@@ -76,7 +83,7 @@ def time_torch(fn, runs: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="conv,GEMM,attention")
+    ap.add_argument("--only", default="conv,GEMM,attention,text encoder")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="1/4 of the sizes")
@@ -90,7 +97,7 @@ def main() -> None:
         sh(["target/release/spadework", "bench", "--backend", "cpu", "--runs", str(a.runs), "--only",
             a.only, "--json", out, *(["--quick"] if a.quick else [])])
         doc = json.load(open(out))
-    ours = [r for dev in doc["devices"] for r in dev["rows"] if r["kind"] == "op"]
+    ours = [r for dev in doc["devices"] for r in dev["rows"] if r["kind"] in ("op", "e2e")]
     table = []
     print(f"{'workload':<40} {'spadework ms':>13} {'PyTorch ms':>11} {'time ratio':>11}")
     for r in ours:

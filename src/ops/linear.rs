@@ -8,7 +8,7 @@ use anyhow::{Result, bail};
 pub struct Linear {
     pub fin: usize,
     pub fout: usize,
-    /// CPU: [fout, fin] as given. GPU: packed [fin][fout4] as vec4 (`conv2d::upload_packed`).
+    /// CPU: transposed, [fin, fout]. GPU: packed [fin][fout4] as vec4 (`conv2d::upload_packed`).
     weight: Tensor,
     bias: Option<Tensor>,
 }
@@ -32,8 +32,10 @@ impl Linear {
             bail!("linear bias has {} values, expected {fout}", b.len())
         }
         let (weight, bias) = match device {
+            // Transposed, [fin, fout]: the GEMM then reads it in place instead of packing all
+            // the weights on every call (27 % of the text encoder's time in `perf`).
             Device::Cpu => (
-                Tensor::cpu(vec![fout, fin], weight.to_vec()),
+                Tensor::cpu(vec![fin, fout], transpose(weight, fout, fin)),
                 bias.map(|b| Tensor::cpu(vec![fout], b.to_vec())),
             ),
             // The conv kernels' layout: the kernel's tile is 4 vec4s of features, as theirs.
@@ -110,11 +112,23 @@ impl Linear {
     }
 }
 
-/// CPU twin: y = x · Wᵀ + b.
+/// `[rows, cols]` row-major → `[cols, rows]`.
+fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; m.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = m[r * cols + c];
+        }
+    }
+    t
+}
+
+/// The CPU twin: `y[n, fout] = x[n, fin] · wt + bias`, with the weight transposed (`wt` is
+/// `[fin, fout]`, i.e. PyTorch's `weight.T`).
 pub fn linear_cpu(
     x: &[f32],
     n: usize,
-    w: &[f32],
+    wt: &[f32],
     bias: Option<&[f32]>,
     fout: usize,
     fin: usize,
@@ -139,9 +153,9 @@ pub fn linear_cpu(
             cs: 1,
         },
         MatRef {
-            data: w,
-            rs: 1,
-            cs: fin as isize,
+            data: wt,
+            rs: fout as isize,
+            cs: 1,
         },
         rayon::current_num_threads(),
     );
