@@ -428,13 +428,28 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
             ClipTextConfig::vit_l14(),
         )
     };
-    v.push(Work::new(name, "e2e", move || {
-        let enc = ClipTextEncoder::load(&random_weights(&tcfg, 3), &tcfg, d)?;
-        let ids: Vec<u32> = (0..77).map(|i| (i * 7919 % tcfg.vocab) as u32).collect();
-        Ok(Ready::new(tcfg.flops(ids.len()), move || {
-            enc.forward(&ids).map(drop)
-        }))
-    }));
+    for &storage in storages(d) {
+        let tcfg = tcfg.clone();
+        let name = format!("{name}{}", storage_suffix(storage));
+        v.push(Work::new(name, "e2e", move || {
+            let store = random_weights(&tcfg, 3);
+            let build = |st| with_weight_storage(d, st, || ClipTextEncoder::load(&store, &tcfg, d));
+            let ids: Vec<u32> = (0..77).map(|i| (i * 7919 % tcfg.vocab) as u32).collect();
+            // f16 rows: the hidden state against f32 weights'.
+            let err = match storage {
+                WeightStorage::F32 => None,
+                WeightStorage::F16 => {
+                    let exact = build(WeightStorage::F32)?.forward(&ids)?.to_vec()?;
+                    let half = build(WeightStorage::F16)?.forward(&ids)?.to_vec()?;
+                    Some(abs_err(&half, &exact))
+                }
+            };
+            let enc = build(storage)?;
+            drop(store);
+            let ready = Ready::new(tcfg.flops(ids.len()), move || enc.forward(&ids).map(drop));
+            Ok(ready.with_err(err))
+        }));
+    }
     if !quick {
         v.extend(demo_workloads(d));
     }

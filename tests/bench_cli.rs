@@ -50,10 +50,11 @@ fn quick_bench_writes_a_complete_report() {
         // A GPU also runs the peak, the 5 conv rows and the generator with f16 weights.
         let gpu = d["backend"] == "gpu";
         let (peaks, ops, gens) = if gpu { (8, 16, 2) } else { (1, 11, 1) };
+        let texts = gens; // the text encoder, with f16 weights too on a GPU
         assert_eq!(
             rows.len(),
-            peaks + ops + gens + 1,
-            "{peaks} peak rows + {ops} ops + {gens} generator rows + the text encoder"
+            peaks + ops + gens + texts,
+            "{peaks} peak rows + {ops} ops + {gens} generator rows + {texts} text encoder rows"
         );
         assert!(
             rows.iter()
@@ -62,7 +63,8 @@ fn quick_bench_writes_a_complete_report() {
         );
         for r in rows {
             // f16-weight rows report their error against f32 weights: there is rounding, and
-            // the generator's image (in [-1, 1]) stays within one 8-bit level (2/255).
+            // the end-to-end outputs stay within 2/255: one 8-bit level of the generator's image
+            // (in [-1, 1]); measured 2.4e-3 on the text encoder's hidden state (values ~±3).
             let name = r["workload"].as_str().unwrap();
             let err = r["max_err_vs_f32"].as_f64();
             if name.ends_with(" f16w") {

@@ -355,6 +355,33 @@ fn linear_gpu_matches_cpu() {
                 .unwrap()
         };
         close(&nb(&g), &nb(&Device::Cpu), 1e-5, "linear gpu, no bias");
+        // f16 weight storage: the same layer on the weights rounded to f16.
+        let Device::Gpu(ctx) = &g else { unreachable!() };
+        if ctx.f16_in_f32 {
+            let wt16: Vec<f32> = wt
+                .iter()
+                .map(|&v| half::f16::from_f32(v).to_f32())
+                .collect();
+            let want = Linear::new(&Device::Cpu, &wt16, [fout, fin], Some(&b))
+                .unwrap()
+                .forward(&up(&Device::Cpu, &[n, fin], &x))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            let got = Linear::with_storage(&g, &wt, [fout, fin], Some(&b), WeightStorage::F16)
+                .unwrap()
+                .forward(&up(&g, &[n, fin], &x))
+                .unwrap()
+                .to_vec()
+                .unwrap();
+            close(
+                &got,
+                &want,
+                1e-5,
+                &format!("linear gpu f16 weights {n}x{fin}→{fout}"),
+            );
+            assert!(max_abs_diff(&got, &c) > 0.0, "f16 weights gave f32 results");
+        }
     }
 }
 

@@ -116,6 +116,10 @@ pub const KERNELS: &[(&str, &str)] = &[
         include_str!("../../kernels/elementwise.wgsl"),
     ),
     ("linear.wgsl", include_str!("../../kernels/linear.wgsl")),
+    (
+        "linear_f16.wgsl",
+        include_str!("../../kernels/linear_f16.wgsl"),
+    ),
     ("norm.wgsl", include_str!("../../kernels/norm.wgsl")),
     (
         "onehot_conv.wgsl",
