@@ -7,11 +7,12 @@
 //!
 //! Prints median/min ms, GFLOP/s (SPADE_SPEC §6 MAC counting), and peak memory: host RSS high-water
 //! mark (VmHWM) and, on the GPU, peak device buffer bytes.
+use spadework::backend::WeightStorage;
 use spadework::backend::{BackendChoice, Device};
 use spadework::io::labels::PreparedMap;
 use spadework::models::SpadeConfig;
 use spadework::render::Model;
-use spadework::weights::{WeightStore, random::random_store};
+use spadework::weights::WeightStore;
 use std::time::Instant;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
@@ -41,7 +42,7 @@ fn main() -> anyhow::Result<()> {
         }
         None => {
             let cfg = SpadeConfig::preset(&preset)?;
-            (random_store(&cfg, 1)?, cfg)
+            (Model::random_store(&cfg, 1)?, cfg)
         }
     };
     let gflop = spadework::models::spade::generator_flops(&cfg)? / 1e9;
@@ -86,7 +87,11 @@ fn main() -> anyhow::Result<()> {
     for (i, choice) in choices.into_iter().enumerate() {
         let device = Device::select(choice, arg(&args, "--adapter").as_deref())?;
         eprintln!("{preset}: {}", device.describe());
-        let model = Model::from_store(store.as_ref().expect("kept until the last model"), &device)?;
+        let model = Model::from_store(
+            store.as_ref().expect("kept until the last model"),
+            &device,
+            WeightStorage::F32,
+        )?;
         if i == last {
             drop(store.take());
         }

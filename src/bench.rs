@@ -2,12 +2,12 @@
 //! warm-up, medians, GFLOP/s, peak memory, a table and JSON for comparing machines.
 use crate::backend::{Device, GpuContext, WeightStorage};
 use crate::io::labels::PreparedMap;
-use crate::models::clip_text::random_weights;
 use crate::models::{ClipTextConfig, ClipTextEncoder, SpadeConfig};
 use crate::ops::{self, Conv2d, OneHotConv, ParamFreeNorm};
 use crate::render::Model;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
+use crate::weights::vars::Vars;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::sync::Arc;
@@ -376,10 +376,9 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
         v.push(Work::new(name, "e2e", move || {
             let flop = crate::models::spade::generator_flops_executed(&cfg)?;
             let dense_flop = crate::models::spade::generator_flops(&cfg)?;
-            // The store is dropped once the model is built, as `spadework render` does.
+            // The weights are dropped once the model is built, as `spadework render` does.
             let build = |st: WeightStorage| -> Result<Model> {
-                let store = crate::weights::random::random_store(&cfg, 1)?;
-                with_weight_storage(d, st, || Model::from_store(&store, d))
+                Model::build(&Vars::random(1, d).with_storage(st), cfg.clone())
             };
             let (h, w) = cfg.map_size();
             let labels = (0..h * w)
@@ -414,11 +413,11 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
     // 77-token prompt.
     let (name, tcfg) = if quick {
         let cfg = ClipTextConfig {
-            vocab: 1000,
-            width: 256,
-            layers: 4,
-            heads: 4,
-            mlp_width: 1024,
+            vocab_size: 1000,
+            hidden_size: 256,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            intermediate_size: 1024,
             ..ClipTextConfig::vit_l14()
         };
         ("CLIP-layout text encoder 77 tok 4×256", cfg)
@@ -432,9 +431,10 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
         let tcfg = tcfg.clone();
         let name = format!("{name}{}", storage_suffix(storage));
         v.push(Work::new(name, "e2e", move || {
-            let store = random_weights(&tcfg, 3);
-            let build = |st| with_weight_storage(d, st, || ClipTextEncoder::load(&store, &tcfg, d));
-            let ids: Vec<u32> = (0..77).map(|i| (i * 7919 % tcfg.vocab) as u32).collect();
+            let build = |st| ClipTextEncoder::load(&Vars::random(3, d).with_storage(st), &tcfg);
+            let ids: Vec<u32> = (0..77)
+                .map(|i| (i * 7919 % tcfg.vocab_size) as u32)
+                .collect();
             // f16 rows: the hidden state against f32 weights'.
             let err = match storage {
                 WeightStorage::F32 => None,
@@ -445,7 +445,6 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
                 }
             };
             let enc = build(storage)?;
-            drop(store);
             let ready = Ready::new(tcfg.flops(ids.len()), move || enc.forward(&ids).map(drop));
             Ok(ready.with_err(err))
         }));
@@ -454,24 +453,6 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
         v.extend(demo_workloads(d));
     }
     Ok(v)
-}
-
-/// Runs `f` with `d`'s weight storage set to `st` (a GPU's; the CPU keeps f32), then restores it.
-fn with_weight_storage<T>(
-    d: &Device,
-    st: WeightStorage,
-    f: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    match d {
-        Device::Gpu(ctx) => {
-            let before = ctx.weight_storage();
-            ctx.set_weight_storage(st)?;
-            let out = f();
-            ctx.set_weight_storage(before)?;
-            out
-        }
-        Device::Cpu => f(),
-    }
 }
 
 /// The built-in demo model (without one, random weights with its architecture).
@@ -490,10 +471,10 @@ fn demo_model(d: &Device) -> Result<Model> {
                 classes,
                 ..SpadeConfig::nvlabs_defaults()
             };
-            crate::weights::random::random_store(&cfg, 1)?
+            Model::random_store(&cfg, 1)?
         }
     };
-    Model::from_store(&store, d)
+    Model::from_store(&store, d, WeightStorage::F32)
 }
 
 /// Two 256² canvases as the painter holds them: sky over grass with a lake, and the same after

@@ -231,11 +231,11 @@ fn main() {
 fn render(a: RenderArgs) -> Result<()> {
     let t0 = Instant::now();
     let device = Device::select(a.backend, a.adapter.as_deref())?;
-    device.set_weight_storage(a.gpu_weights)?;
     eprintln!("using {}", device.describe());
     let model = Model::from_store(
         &spadework::render::load_store(a.weights.as_deref())?,
         &device,
+        a.gpu_weights,
     )?;
     let t_load = t0.elapsed();
     let map = labels::read_map_png(&a.map)?;
@@ -305,12 +305,16 @@ fn repack(a: RepackArgs) -> Result<()> {
     // Report the largest weight change, so the cost of the storage is visible.
     let back = spadework::weights::WeightStore::load(&a.output)?;
     let mut worst = (0f32, String::new());
-    for (name, (_, d)) in &store.tensors {
-        let (_, e) = &back.tensors[name];
+    for name in store.names() {
+        let (d, e) = (store.values(name)?, back.values(name)?);
         let m = d.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-        let err = d.iter().zip(e).fold(0f32, |a, (x, y)| a.max((x - y).abs())) / m;
+        let err = d
+            .iter()
+            .zip(e.iter())
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()))
+            / m;
         if err > worst.0 {
-            worst = (err, name.clone());
+            worst = (err, name.to_string());
         }
     }
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len() as f64 / 1048576.0);
@@ -371,11 +375,14 @@ fn convert(a: ConvertArgs) -> Result<()> {
     let t = Instant::now();
     let store = spadework::weights::convert::convert(&a.input, a.net_e.as_deref(), cfg)?;
     store.save(&a.output)?;
-    let n: usize = store.tensors.values().map(|(_, d)| d.len()).sum();
+    let n: usize = store
+        .names()
+        .map(|k| store.shape(k).unwrap_or_default().iter().product::<usize>())
+        .sum();
     eprintln!(
         "wrote {} ({} tensors, {} parameters) in {:.2} s",
         a.output.display(),
-        store.tensors.len(),
+        store.len(),
         n,
         t.elapsed().as_secs_f64()
     );

@@ -1,12 +1,12 @@
 //! A loaded model file (generator + optional style encoder) and the render pipeline the CLI, the
 //! tests and the benches share.
-use crate::backend::Device;
+use crate::backend::{Device, WeightStorage};
 use crate::io::labels::PreparedMap;
-use crate::models::spade::Loader;
 use crate::models::{ConvEncoder, SpadeConfig, SpadeGenerator};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::WeightStore;
+use crate::weights::vars::Vars;
 use anyhow::{Context, Result, bail};
 use std::path::Path;
 
@@ -26,7 +26,7 @@ pub fn load_store(path: Option<&Path>) -> Result<WeightStore> {
     match path {
         Some(p) => WeightStore::load(p),
         None => match DEMO_MODEL {
-            Some(bytes) => WeightStore::from_bytes(bytes, DEMO_MODEL_NAME),
+            Some(bytes) => WeightStore::from_static(bytes, DEMO_MODEL_NAME),
             None => bail!(
                 "this build has no built-in model (assets/landscape.safetensors was missing); pass --weights"
             ),
@@ -48,20 +48,40 @@ pub enum ZSource {
 }
 
 impl Model {
-    pub fn load(path: &Path, device: &Device) -> Result<Model> {
+    /// The model file at `path` on `device`, its GPU weights stored as `storage` says.
+    pub fn load(path: &Path, device: &Device, storage: WeightStorage) -> Result<Model> {
         let store = WeightStore::load(path)?;
-        Self::from_store(&store, device)
+        Self::from_store(&store, device, storage)
     }
 
-    pub fn from_store(store: &WeightStore, device: &Device) -> Result<Model> {
+    /// The config a model file carries in its header (`spade_config`).
+    pub fn config_of(store: &WeightStore) -> Result<SpadeConfig> {
         let cfg_json = store.metadata.get("spade_config").with_context(|| {
             format!("{}: no 'spade_config' in the safetensors header; convert NVlabs checkpoints with `spadework convert`", store.source)
         })?;
-        let cfg: SpadeConfig = serde_json::from_str(cfg_json)
-            .with_context(|| format!("{}: bad spade_config header", store.source))?;
-        let generator = SpadeGenerator::load(store, &cfg, device)?;
+        serde_json::from_str(cfg_json)
+            .with_context(|| format!("{}: bad spade_config header", store.source))
+    }
+
+    /// The model in `store`, which must hold exactly its tensors (a file with tensors the config
+    /// does not use was converted with other flags).
+    pub fn from_store(
+        store: &WeightStore,
+        device: &Device,
+        storage: WeightStorage,
+    ) -> Result<Model> {
+        let cfg = Self::config_of(store)?;
+        let vars = Vars::new(store, device).with_storage(storage);
+        let model = Self::build(&vars, cfg)?;
+        vars.finish(crate::models::spade::FLAGS_HINT)?;
+        Ok(model)
+    }
+
+    /// Generator `fc.*`, `head_0.*`, … and, when the config has one, the style encoder `netE.*`.
+    pub fn build(vars: &Vars, cfg: SpadeConfig) -> Result<Model> {
+        let generator = SpadeGenerator::load(vars, &cfg)?;
         let encoder = if cfg.has_encoder {
-            Some(ConvEncoder::load(&Loader { store, device }, &cfg)?)
+            Some(ConvEncoder::load(&vars.pp("netE"), &cfg)?)
         } else {
             None
         };
@@ -69,8 +89,20 @@ impl Model {
             cfg,
             generator,
             encoder,
-            device: device.clone(),
+            device: vars.device().clone(),
         })
+    }
+
+    /// A model file's tensors for `cfg` with deterministic random weights (benches, tests): what
+    /// [`Self::build`] reads, drawn by [`Vars::random`], with the config in the header.
+    pub fn random_store(cfg: &SpadeConfig, seed: u64) -> Result<WeightStore> {
+        let vars = Vars::random(seed, &Device::Cpu);
+        drop(Self::build(&vars, cfg.clone())?);
+        let mut store = vars.into_store()?;
+        store
+            .metadata
+            .insert("spade_config".into(), serde_json::to_string(cfg)?);
+        Ok(store)
     }
 
     /// The style encoder's (mu, logvar) for a style image.

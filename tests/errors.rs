@@ -156,7 +156,7 @@ fn safetensors_missing_or_misshapen_tensor_is_named() {
     let map = tmpdir().join("fine.png");
     gray_png(&map, 16, 16, |x, y| ((x + y) % 12) as u8);
     let mut store = spadework::weights::WeightStore::load(&m).unwrap();
-    store.tensors.remove("up_1.norm_0.mlp_gamma.weight");
+    store.remove("up_1.norm_0.mlp_gamma.weight");
     let missing = tmpdir().join("missing.safetensors");
     store.save(&missing).unwrap();
     let e = render(&missing, &map, &[]);
@@ -166,9 +166,7 @@ fn safetensors_missing_or_misshapen_tensor_is_named() {
     );
 
     let mut store = spadework::weights::WeightStore::load(&m).unwrap();
-    store
-        .tensors
-        .insert("conv_img.bias".into(), (vec![4], vec![0.0; 4]));
+    store.insert("conv_img.bias", vec![4], vec![0.0; 4]);
     let wrong = tmpdir().join("wrong.safetensors");
     store.save(&wrong).unwrap();
     let e = render(&wrong, &map, &[]);

@@ -1,7 +1,7 @@
 //! The γ/β cache: a new z on the same map, and small edits recomputed only around the change,
 //! must give the same image as a render from scratch.
 mod common;
-use spadework::backend::Device;
+use spadework::backend::{Device, WeightStorage};
 use spadework::io::labels::PreparedMap;
 use spadework::models::SpadeConfig;
 use spadework::render::{Model, ZSource};
@@ -43,10 +43,10 @@ fn cached_gamma_beta_match_a_full_render_after_edits_and_style_changes() {
     for device in common::devices() {
         for no_instance in [true, false] {
             let c = cfg(no_instance);
-            let store = spadework::weights::random::random_store(&c, 11).unwrap();
-            let cached = Model::from_store(&store, &device).unwrap();
+            let store = spadework::render::Model::random_store(&c, 11).unwrap();
+            let cached = Model::from_store(&store, &device, WeightStorage::F32).unwrap();
             cached.generator.set_gamma_beta_cache(true);
-            let fresh = Model::from_store(&store, &Device::Cpu).unwrap();
+            let fresh = Model::from_store(&store, &Device::Cpu, WeightStorage::F32).unwrap();
             let mut labels = map(3);
             let check = |labels: &[u32], seed: u64, what: &str| {
                 let a = render(&cached, labels, seed);

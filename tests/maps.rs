@@ -2,7 +2,7 @@
 //! list: ids map to the model's channels, colour-coded copies map through the palette, and an id
 //! the model does not know is refused naming its classes (or remapped with --unknown-as).
 mod common;
-use spadework::backend::Device;
+use spadework::backend::{Device, WeightStorage};
 use spadework::io::labels::{self, Pixels};
 use spadework::models::SpadeConfig;
 use spadework::models::config::ClassInfo;
@@ -30,8 +30,9 @@ fn landscape_cfg() -> SpadeConfig {
 #[test]
 fn every_example_map_renders_with_a_class_list_model() {
     let cfg = landscape_cfg();
-    let store = spadework::weights::random::random_store(&cfg, 3).unwrap();
-    let model = spadework::render::Model::from_store(&store, &Device::Cpu).unwrap();
+    let store = spadework::render::Model::random_store(&cfg, 3).unwrap();
+    let model =
+        spadework::render::Model::from_store(&store, &Device::Cpu, WeightStorage::F32).unwrap();
     let mut seen = vec![false; cfg.label_nc];
     let mut n = 0;
     for e in std::fs::read_dir(maps_dir()).unwrap() {

@@ -104,7 +104,7 @@ fn paint_window_replay_edits_renders_autosaves_and_restores() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = landscape_cfg();
     let weights = dir.join("model.safetensors");
-    spadework::weights::random::random_store(&cfg, 5)
+    spadework::render::Model::random_store(&cfg, 5)
         .unwrap()
         .save(&weights)
         .unwrap();

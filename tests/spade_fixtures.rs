@@ -140,7 +140,12 @@ fn style_encoder_mu_matches_reference() {
     let (_, mu_ref) = spadework::io::npy::read_f32(&dir.join("expected_mu.npy")).unwrap();
     let (_, lv_ref) = spadework::io::npy::read_f32(&dir.join("expected_logvar.npy")).unwrap();
     for d in devices() {
-        let m = spadework::render::Model::from_store(&store, &d).unwrap();
+        let m = spadework::render::Model::from_store(
+            &store,
+            &d,
+            spadework::backend::WeightStorage::F32,
+        )
+        .unwrap();
         let (mu, lv) = m.encode_style(&dir.join("style.png")).unwrap();
         assert!(
             max_abs_diff(&mu, &mu_ref) <= 1e-4,

@@ -67,10 +67,10 @@ class Mlp(nn.Module):
 class Layer(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.layer_norm1 = nn.LayerNorm(cfg["width"], eps=cfg["eps"])
-        self.self_attn = Attention(cfg["width"], cfg["heads"])
-        self.layer_norm2 = nn.LayerNorm(cfg["width"], eps=cfg["eps"])
-        self.mlp = Mlp(cfg["width"], cfg["mlp_width"], cfg["quick_gelu"])
+        self.layer_norm1 = nn.LayerNorm(cfg["hidden_size"], eps=cfg["layer_norm_eps"])
+        self.self_attn = Attention(cfg["hidden_size"], cfg["num_attention_heads"])
+        self.layer_norm2 = nn.LayerNorm(cfg["hidden_size"], eps=cfg["layer_norm_eps"])
+        self.mlp = Mlp(cfg["hidden_size"], cfg["intermediate_size"], cfg["hidden_act"] == "quick_gelu")
 
     def forward(self, x):
         x = x + self.self_attn(self.layer_norm1(x))
@@ -80,8 +80,8 @@ class Layer(nn.Module):
 class Embeddings(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.token_embedding = nn.Embedding(cfg["vocab"], cfg["width"])
-        self.position_embedding = nn.Embedding(cfg["max_positions"], cfg["width"])
+        self.token_embedding = nn.Embedding(cfg["vocab_size"], cfg["hidden_size"])
+        self.position_embedding = nn.Embedding(cfg["max_position_embeddings"], cfg["hidden_size"])
 
     def forward(self, ids):
         pos = torch.arange(ids.shape[1])
@@ -91,7 +91,7 @@ class Embeddings(nn.Module):
 class Encoder(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.layers = nn.ModuleList([Layer(cfg) for _ in range(cfg["layers"])])
+        self.layers = nn.ModuleList([Layer(cfg) for _ in range(cfg["num_hidden_layers"])])
 
 
 class TextModel(nn.Module):
@@ -99,7 +99,7 @@ class TextModel(nn.Module):
         super().__init__()
         self.embeddings = Embeddings(cfg)
         self.encoder = Encoder(cfg)
-        self.final_layer_norm = nn.LayerNorm(cfg["width"], eps=cfg["eps"])
+        self.final_layer_norm = nn.LayerNorm(cfg["hidden_size"], eps=cfg["layer_norm_eps"])
 
     def forward(self, ids):
         x = self.embeddings(ids)
@@ -152,8 +152,10 @@ def fixture(name, cfg, ids, seed):
 
 
 if __name__ == "__main__":
-    base = dict(vocab=97, width=32, layers=2, heads=4, max_positions=16, mlp_width=128, eps=1e-5)
+    # transformers CLIPTextConfig field names, as config.json holds them.
+    base = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=16, intermediate_size=128, layer_norm_eps=1e-5)
     # Fewer tokens than positions; ids spanning the vocabulary (0 and vocab - 1 included).
-    fixture("tiny_quick_gelu", dict(base, quick_gelu=True), [49, 3, 0, 96, 17, 17, 60, 2, 95, 11, 48], 1)
-    fixture("tiny_gelu", dict(base, quick_gelu=False, heads=2, layers=3),
+    fixture("tiny_quick_gelu", dict(base, hidden_act="quick_gelu"), [49, 3, 0, 96, 17, 17, 60, 2, 95, 11, 48], 1)
+    fixture("tiny_gelu", dict(base, hidden_act="gelu", num_attention_heads=2, num_hidden_layers=3),
             [5, 96, 0, 1, 33, 70, 70, 70, 12, 9, 8, 7, 6, 5, 4, 3], 2)

@@ -150,8 +150,6 @@ pub struct GpuContext {
     error: Arc<Mutex<Option<String>>>,
     /// The conv register tile chosen for this adapter (see `ops::conv2d::gpu_tile`).
     pub conv_tile: std::sync::OnceLock<(usize, usize)>,
-    /// How conv and linear weights uploaded from now on are stored (see [`WeightStorage`]).
-    weight_storage: Mutex<WeightStorage>,
     /// The driver's pipeline cache, loaded from and saved to disk (Vulkan).
     pipeline_cache: Option<PipelineDiskCache>,
     /// The adapter can unpack f16 values in shaders (`unpack2x16float`; wgpu's
@@ -427,7 +425,6 @@ impl GpuContext {
             }),
             error,
             conv_tile: std::sync::OnceLock::new(),
-            weight_storage: Mutex::new(WeightStorage::F32),
             f16_in_f32,
             pipeline_cache,
         })
@@ -442,19 +439,6 @@ impl GpuContext {
             self.info.driver,
             self.info.driver_info
         )
-    }
-
-    /// The storage of weights uploaded by layers built from now on (f32 unless set).
-    pub fn weight_storage(&self) -> WeightStorage {
-        *self.weight_storage.lock().unwrap()
-    }
-
-    /// Sets the storage of weights uploaded by layers built from now on; layers already built
-    /// keep theirs. f16 needs an adapter that unpacks halves ([`Self::f16_in_f32`]).
-    pub fn set_weight_storage(&self, s: WeightStorage) -> Result<()> {
-        self.check_storage(s)?;
-        *self.weight_storage.lock().unwrap() = s;
-        Ok(())
     }
 
     /// Whether this adapter can run kernels reading weights stored as `s`.

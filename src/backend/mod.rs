@@ -52,15 +52,6 @@ impl Device {
         }
     }
 
-    /// Sets how a GPU stores the weights of layers built from now on (the CPU keeps f32); an
-    /// error if the adapter cannot read f16.
-    pub fn set_weight_storage(&self, s: WeightStorage) -> Result<()> {
-        match self {
-            Device::Gpu(ctx) => ctx.set_weight_storage(s),
-            Device::Cpu => Ok(()),
-        }
-    }
-
     /// One line for stderr: which backend and adapter run the work.
     pub fn describe(&self) -> String {
         match self {
@@ -69,14 +60,7 @@ impl Device {
                 rayon::current_num_threads(),
                 cpu::simd_level()
             ),
-            Device::Gpu(ctx) => format!(
-                "gpu backend: {}{}",
-                ctx.describe(),
-                match ctx.weight_storage() {
-                    WeightStorage::F32 => "",
-                    WeightStorage::F16 => ", f16 weights",
-                }
-            ),
+            Device::Gpu(ctx) => format!("gpu backend: {}", ctx.describe()),
         }
     }
 

@@ -8,114 +8,106 @@
 //! The token embedding stays on the host (a row gather); everything after runs on the device.
 use crate::backend::Device;
 use crate::ops::{self, AttnMask, LayerNorm, Linear, Unary};
-use crate::rng::Rng;
 use crate::tensor::Tensor;
-use crate::weights::store::WeightStore;
+use crate::weights::vars::{Init, Vars};
 use anyhow::{Result, bail};
 
-/// The text tower's shape.
+/// The text tower's config: Hugging Face `CLIPTextConfig`, field names and defaults verbatim, so a
+/// checkpoint's `text_encoder/config.json` deserialises directly (other fields are ignored).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClipTextConfig {
-    pub vocab: usize,
-    pub width: usize,
-    pub layers: usize,
-    pub heads: usize,
+    #[serde(default = "d::vocab_size")]
+    pub vocab_size: usize,
+    #[serde(default = "d::hidden_size")]
+    pub hidden_size: usize,
+    /// The MLP's hidden width.
+    #[serde(default = "d::intermediate_size")]
+    pub intermediate_size: usize,
+    #[serde(default = "d::num_hidden_layers")]
+    pub num_hidden_layers: usize,
+    #[serde(default = "d::num_attention_heads")]
+    pub num_attention_heads: usize,
     /// Positions (tokens) the position embedding covers: 77 for CLIP.
-    pub max_positions: usize,
-    /// The MLP's hidden width (4 × width in CLIP).
-    pub mlp_width: usize,
+    #[serde(default = "d::max_position_embeddings")]
+    pub max_position_embeddings: usize,
     /// `quick_gelu` (OpenAI CLIP, SD 1.x) or `gelu` (OpenCLIP, SD 2.x).
-    pub quick_gelu: bool,
-    pub eps: f32,
+    #[serde(default = "d::hidden_act")]
+    pub hidden_act: String,
+    #[serde(default = "d::layer_norm_eps")]
+    pub layer_norm_eps: f32,
+}
+
+/// `CLIPTextConfig`'s defaults (transformers, configuration_clip.py).
+mod d {
+    pub fn vocab_size() -> usize {
+        49408
+    }
+    pub fn hidden_size() -> usize {
+        512
+    }
+    pub fn intermediate_size() -> usize {
+        2048
+    }
+    pub fn num_hidden_layers() -> usize {
+        12
+    }
+    pub fn num_attention_heads() -> usize {
+        8
+    }
+    pub fn max_position_embeddings() -> usize {
+        77
+    }
+    pub fn hidden_act() -> String {
+        "quick_gelu".into()
+    }
+    pub fn layer_norm_eps() -> f32 {
+        1e-5
+    }
 }
 
 impl ClipTextConfig {
     /// OpenAI CLIP ViT-L/14's text tower, Stable Diffusion 1.x's text encoder.
     pub fn vit_l14() -> ClipTextConfig {
         ClipTextConfig {
-            vocab: 49408,
-            width: 768,
-            layers: 12,
-            heads: 12,
-            max_positions: 77,
-            mlp_width: 3072,
-            quick_gelu: true,
-            eps: 1e-5,
+            vocab_size: 49408,
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            max_position_embeddings: 77,
+            hidden_act: "quick_gelu".into(),
+            layer_norm_eps: 1e-5,
+        }
+    }
+
+    /// The MLP activation named by `hidden_act`.
+    pub fn activation(&self) -> Result<Unary> {
+        match self.hidden_act.as_str() {
+            "quick_gelu" => Ok(Unary::QuickGelu),
+            "gelu" => Ok(Unary::Gelu),
+            other => {
+                bail!("CLIP text config: hidden_act '{other}' is not supported (quick_gelu, gelu)")
+            }
         }
     }
 
     /// Multiply-adds × 2 of a forward over `tokens` tokens (linear layers and attention).
     pub fn flops(&self, tokens: usize) -> f64 {
-        let (l, w, m) = (tokens as f64, self.width as f64, self.mlp_width as f64);
+        let (l, w, m) = (
+            tokens as f64,
+            self.hidden_size as f64,
+            self.intermediate_size as f64,
+        );
         let attn = ops::attention::AttnShape {
             batch: 1,
             lq: tokens,
             lk: tokens,
-            heads: self.heads,
-            head_dim: self.width / self.heads,
+            heads: self.num_attention_heads,
+            head_dim: self.hidden_size / self.num_attention_heads,
         }
         .flops(true);
-        self.layers as f64 * (2.0 * l * (4.0 * w * w + 2.0 * w * m) + attn)
+        self.num_hidden_layers as f64 * (2.0 * l * (4.0 * w * w + 2.0 * w * m) + attn)
     }
-
-    /// Every tensor of the checkpoint: (name, shape).
-    pub fn tensors(&self) -> Vec<(String, Vec<usize>)> {
-        let (w, m) = (self.width, self.mlp_width);
-        let mut v = vec![
-            (
-                "text_model.embeddings.token_embedding.weight".into(),
-                vec![self.vocab, w],
-            ),
-            (
-                "text_model.embeddings.position_embedding.weight".into(),
-                vec![self.max_positions, w],
-            ),
-        ];
-        for i in 0..self.layers {
-            let p = format!("text_model.encoder.layers.{i}");
-            for ln in ["layer_norm1", "layer_norm2"] {
-                v.push((format!("{p}.{ln}.weight"), vec![w]));
-                v.push((format!("{p}.{ln}.bias"), vec![w]));
-            }
-            for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                v.push((format!("{p}.self_attn.{proj}.weight"), vec![w, w]));
-                v.push((format!("{p}.self_attn.{proj}.bias"), vec![w]));
-            }
-            v.push((format!("{p}.mlp.fc1.weight"), vec![m, w]));
-            v.push((format!("{p}.mlp.fc1.bias"), vec![m]));
-            v.push((format!("{p}.mlp.fc2.weight"), vec![w, m]));
-            v.push((format!("{p}.mlp.fc2.bias"), vec![w]));
-        }
-        v.push(("text_model.final_layer_norm.weight".into(), vec![w]));
-        v.push(("text_model.final_layer_norm.bias".into(), vec![w]));
-        v
-    }
-}
-
-/// Random weights of the given shape (uniform ±√(3/fan-in), layer norms near identity), for
-/// benchmarks and tests.
-pub fn random_weights(cfg: &ClipTextConfig, seed: u64) -> WeightStore {
-    let mut rng = Rng::new(seed);
-    let mut store = WeightStore::new(format!("random CLIP text weights (seed {seed})"));
-    for (name, shape) in cfg.tensors() {
-        let n: usize = shape.iter().product();
-        let v = if name.contains("layer_norm") {
-            if name.ends_with("weight") {
-                rng.uniform_vec(n, 0.9, 1.1)
-            } else {
-                rng.uniform_vec(n, -0.1, 0.1)
-            }
-        } else if name.ends_with("bias") {
-            rng.uniform_vec(n, -0.05, 0.05)
-        } else if name.contains("embedding") {
-            rng.uniform_vec(n, -0.5, 0.5)
-        } else {
-            let a = (3.0 / shape[1] as f32).sqrt();
-            rng.uniform_vec(n, -a, a)
-        };
-        store.insert(name, shape, v);
-    }
-    store
 }
 
 struct Layer {
@@ -136,68 +128,53 @@ pub struct ClipTextEncoder {
     position_embedding: Vec<f32>,
     layers: Vec<Layer>,
     final_layer_norm: LayerNorm,
-}
-
-fn layer_norm(s: &WeightStore, d: &Device, name: &str, cfg: &ClipTextConfig) -> Result<LayerNorm> {
-    let w = cfg.width;
-    LayerNorm::new(
-        d,
-        s.get(&format!("{name}.weight"), &[w])?,
-        s.get(&format!("{name}.bias"), &[w])?,
-        cfg.eps,
-    )
-}
-
-fn linear(s: &WeightStore, d: &Device, name: &str, [o, i]: [usize; 2]) -> Result<Linear> {
-    Linear::new(
-        d,
-        s.get(&format!("{name}.weight"), &[o, i])?,
-        [o, i],
-        Some(s.get(&format!("{name}.bias"), &[o])?),
-    )
+    act: Unary,
 }
 
 impl ClipTextEncoder {
-    pub fn load(store: &WeightStore, cfg: &ClipTextConfig, device: &Device) -> Result<Self> {
-        if cfg.heads == 0 || cfg.width % cfg.heads != 0 {
+    /// The text tower from the weights at the root of `v` (keys `text_model.*`).
+    pub fn load(v: &Vars, cfg: &ClipTextConfig) -> Result<Self> {
+        let (w, m) = (cfg.hidden_size, cfg.intermediate_size);
+        if cfg.num_attention_heads == 0 || w % cfg.num_attention_heads != 0 {
             bail!(
-                "CLIP text config: {} heads do not divide the width {}",
-                cfg.heads,
-                cfg.width
+                "CLIP text config: num_attention_heads {} does not divide hidden_size {w}",
+                cfg.num_attention_heads
             );
         }
-        let (w, m) = (cfg.width, cfg.mlp_width);
-        let mut layers = Vec::with_capacity(cfg.layers);
-        for i in 0..cfg.layers {
-            let p = format!("text_model.encoder.layers.{i}");
-            let a = format!("{p}.self_attn");
-            layers.push(Layer {
-                layer_norm1: layer_norm(store, device, &format!("{p}.layer_norm1"), cfg)?,
-                q_proj: linear(store, device, &format!("{a}.q_proj"), [w, w])?,
-                k_proj: linear(store, device, &format!("{a}.k_proj"), [w, w])?,
-                v_proj: linear(store, device, &format!("{a}.v_proj"), [w, w])?,
-                out_proj: linear(store, device, &format!("{a}.out_proj"), [w, w])?,
-                layer_norm2: layer_norm(store, device, &format!("{p}.layer_norm2"), cfg)?,
-                fc1: linear(store, device, &format!("{p}.mlp.fc1"), [m, w])?,
-                fc2: linear(store, device, &format!("{p}.mlp.fc2"), [w, m])?,
-            });
-        }
+        let act = cfg.activation()?;
+        let eps = cfg.layer_norm_eps;
+        let tm = v.pp("text_model");
+        let emb = tm.pp("embeddings");
+        let table = Init::Uniform(-0.5, 0.5);
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| {
+                let l = tm.pp("encoder").pp("layers").pp(i);
+                let a = l.pp("self_attn");
+                Ok(Layer {
+                    layer_norm1: l.layer_norm("layer_norm1", w, eps)?,
+                    q_proj: a.linear("q_proj", [w, w], true)?,
+                    k_proj: a.linear("k_proj", [w, w], true)?,
+                    v_proj: a.linear("v_proj", [w, w], true)?,
+                    out_proj: a.linear("out_proj", [w, w], true)?,
+                    layer_norm2: l.layer_norm("layer_norm2", w, eps)?,
+                    fc1: l.pp("mlp").linear("fc1", [m, w], true)?,
+                    fc2: l.pp("mlp").linear("fc2", [w, m], true)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(ClipTextEncoder {
-            token_embedding: store
-                .get(
-                    "text_model.embeddings.token_embedding.weight",
-                    &[cfg.vocab, w],
-                )?
-                .to_vec(),
-            position_embedding: store
-                .get(
-                    "text_model.embeddings.position_embedding.weight",
-                    &[cfg.max_positions, w],
-                )?
-                .to_vec(),
-            final_layer_norm: layer_norm(store, device, "text_model.final_layer_norm", cfg)?,
+            token_embedding: emb
+                .pp("token_embedding")
+                .get("weight", &[cfg.vocab_size, w], table)?
+                .into_owned(),
+            position_embedding: emb
+                .pp("position_embedding")
+                .get("weight", &[cfg.max_position_embeddings, w], table)?
+                .into_owned(),
+            final_layer_norm: tm.layer_norm("final_layer_norm", w, eps)?,
             layers,
-            device: device.clone(),
+            act,
+            device: v.device().clone(),
             cfg: cfg.clone(),
         })
     }
@@ -205,30 +182,26 @@ impl ClipTextEncoder {
     /// The last hidden state `[1, tokens, width]` for token ids (BOS … EOS, padding included:
     /// the mask is causal only, as Stable Diffusion runs it).
     pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
-        let (l, w) = (ids.len(), self.cfg.width);
-        if l == 0 || l > self.cfg.max_positions {
+        let (l, w) = (ids.len(), self.cfg.hidden_size);
+        if l == 0 || l > self.cfg.max_position_embeddings {
             bail!(
                 "the text encoder takes 1 to {} tokens, got {l}",
-                self.cfg.max_positions
+                self.cfg.max_position_embeddings
             );
         }
         let mut x = Vec::with_capacity(l * w);
         for (pos, &id) in ids.iter().enumerate() {
-            if id as usize >= self.cfg.vocab {
+            if id as usize >= self.cfg.vocab_size {
                 bail!(
                     "token id {id} at position {pos} is outside the vocabulary of {}",
-                    self.cfg.vocab
+                    self.cfg.vocab_size
                 );
             }
             let tok = &self.token_embedding[id as usize * w..][..w];
             let p = &self.position_embedding[pos * w..][..w];
             x.extend(tok.iter().zip(p).map(|(a, b)| a + b));
         }
-        let act = if self.cfg.quick_gelu {
-            Unary::QuickGelu
-        } else {
-            Unary::Gelu
-        };
+        let act = self.act;
         let mut x = Tensor::from_vec(&self.device, &[l, w], x)?;
         for layer in &self.layers {
             let h = layer.layer_norm1.forward(&x)?;
@@ -240,7 +213,8 @@ impl ClipTextEncoder {
                 causal: true,
                 key_bias: None,
             };
-            let a = ops::attention(&q, &k, &v, self.cfg.heads, mask)?.reshape(&[l, w])?;
+            let a =
+                ops::attention(&q, &k, &v, self.cfg.num_attention_heads, mask)?.reshape(&[l, w])?;
             x = ops::add(&x, &layer.out_proj.forward(&a)?)?;
             let h = layer.layer_norm2.forward(&x)?;
             let h = ops::unary(&layer.fc1.forward(&h)?, act)?;

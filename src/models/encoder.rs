@@ -2,34 +2,20 @@
 //! bias, each followed by InstanceNorm(affine=False) and (from the second on) preceded by
 //! lrelu(0.2); then lrelu, flatten (C, H, W) and fc_mu / fc_var. Tensors live under `netE.`.
 use super::config::SpadeConfig;
-use super::spade::{LRELU, Loader};
+use super::spade::LRELU;
 use crate::ops::{self, Conv2d, Linear};
 use crate::tensor::Tensor;
+use crate::weights::vars::Vars;
 use anyhow::{Result, bail};
 
 /// Width of mu/logvar (hard-coded 256 in NVlabs; must equal z_dim).
 pub const ZW: usize = 256;
 
-/// Layers: as recorded by the converter, else NVlabs' rule (6 when crop_size ≥ 256, else 5).
-pub fn expected_tensors(cfg: &SpadeConfig) -> Vec<(String, Vec<usize>)> {
-    let ndf = cfg.ngf;
-    let layers = cfg
-        .encoder_layers
-        .unwrap_or(if cfg.crop_size >= 256 { 6 } else { 5 });
-    let chans = [3, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 8 * ndf, 8 * ndf];
-    let mut v: Vec<(String, Vec<usize>)> = (1..=layers)
-        .map(|k| {
-            (
-                format!("netE.layer{k}.0.weight"),
-                vec![chans[k], chans[k - 1], 3, 3],
-            )
-        })
-        .collect();
-    for fc in ["fc_mu", "fc_var"] {
-        v.push((format!("netE.{fc}.weight"), vec![ZW, 8 * ndf * 4 * 4]));
-        v.push((format!("netE.{fc}.bias"), vec![ZW]));
-    }
-    v
+/// Stride-2 layers: as recorded by the converter, else NVlabs' rule (6 when crop_size ≥ 256,
+/// else 5).
+pub fn num_layers(cfg: &SpadeConfig) -> usize {
+    cfg.encoder_layers
+        .unwrap_or(if cfg.crop_size >= 256 { 6 } else { 5 })
 }
 
 pub struct ConvEncoder {
@@ -39,27 +25,31 @@ pub struct ConvEncoder {
 }
 
 impl ConvEncoder {
-    pub fn load(l: &Loader, cfg: &SpadeConfig) -> Result<ConvEncoder> {
+    /// `v`: the weights under `netE`.
+    pub fn load(v: &Vars, cfg: &SpadeConfig) -> Result<ConvEncoder> {
         if cfg.z_dim != ZW {
             bail!(
                 "the style encoder outputs {ZW} values but z_dim is {}",
                 cfg.z_dim
             );
         }
-        let mut layers = Vec::new();
-        for (name, shape) in expected_tensors(cfg) {
-            if let Some(stem) = name.strip_suffix(".weight")
-                && name.contains(".layer")
-            {
-                let s: [usize; 4] = shape.try_into().unwrap();
-                layers.push(l.conv(stem, s, false, 2, 1)?);
-            }
+        let ndf = cfg.ngf;
+        let chans = [3, ndf, 2 * ndf, 4 * ndf, 8 * ndf, 8 * ndf, 8 * ndf];
+        let n = num_layers(cfg);
+        if !(1..chans.len()).contains(&n) {
+            bail!("the style encoder has 1 to 6 layers, the config says {n}");
         }
-        let fin = 8 * cfg.ngf * 16;
+        let layers = (1..=n)
+            .map(|k| {
+                v.pp(format!("layer{k}"))
+                    .conv2d("0", [chans[k], chans[k - 1], 3, 3], false, 2, 1)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let fin = 8 * ndf * 4 * 4;
         Ok(ConvEncoder {
             layers,
-            fc_mu: l.linear("netE.fc_mu", [ZW, fin])?,
-            fc_var: l.linear("netE.fc_var", [ZW, fin])?,
+            fc_mu: v.linear("fc_mu", [ZW, fin], true)?,
+            fc_var: v.linear("fc_var", [ZW, fin], true)?,
         })
     }
 

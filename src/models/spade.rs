@@ -5,9 +5,8 @@ use super::config::{NormKind, SpadeConfig};
 use crate::backend::Device;
 use crate::ops::{self, Conv2d, Linear, NearestRule, OneHotConv, ParamFreeNorm};
 use crate::tensor::Tensor;
-use crate::weights::WeightStore;
+use crate::weights::vars::{Init, Vars};
 use anyhow::{Result, bail};
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,104 +15,17 @@ pub const NHIDDEN: usize = 128;
 /// Negative slope of the block and final activations.
 pub const LRELU: f32 = 0.2;
 
-/// Creates layers from a [`WeightStore`] on a device, checking every name and shape.
-pub struct Loader<'a> {
-    pub store: &'a WeightStore,
-    pub device: &'a Device,
-}
-
-impl Loader<'_> {
-    pub fn conv(
-        &self,
-        name: &str,
-        shape: [usize; 4],
-        bias: bool,
-        stride: usize,
-        pad: usize,
-    ) -> Result<Conv2d> {
-        let w = self.store.get(&format!("{name}.weight"), &shape)?;
-        let b = if bias {
-            Some(self.store.get(&format!("{name}.bias"), &shape[..1])?)
-        } else {
-            None
-        };
-        Conv2d::new(self.device, w, shape, b, stride, pad)
-    }
-    /// A conv that reads the one-hot label map, run as a gather.
-    pub fn onehot_conv(
-        &self,
-        name: &str,
-        shape: [usize; 4],
-        has_edge: bool,
-        pad: usize,
-        relu: bool,
-    ) -> Result<OneHotConv> {
-        let w = self.store.get(&format!("{name}.weight"), &shape)?;
-        let b = self.store.get(&format!("{name}.bias"), &shape[..1])?;
-        OneHotConv::new(self.device, w, shape, b, has_edge, pad, relu)
-    }
-    pub fn linear(&self, name: &str, shape: [usize; 2]) -> Result<Linear> {
-        let w = self.store.get(&format!("{name}.weight"), &shape)?;
-        let b = self.store.get(&format!("{name}.bias"), &shape[..1])?;
-        Linear::new(self.device, w, shape, Some(b))
-    }
-}
-
-/// Every tensor name and shape a generator with `cfg` has, in forward order.
-pub fn expected_tensors(cfg: &SpadeConfig) -> Result<Vec<(String, Vec<usize>)>> {
-    let (_, norm, ks) = cfg.parse_norm_g()?;
-    let nf = cfg.ngf;
-    let snc = cfg.semantic_nc();
-    let mut v: Vec<(String, Vec<usize>)> = Vec::new();
-    let conv = |v: &mut Vec<_>, name: &str, shape: [usize; 4], bias: bool| {
-        v.push((format!("{name}.weight"), shape.to_vec()));
-        if bias {
-            v.push((format!("{name}.bias"), vec![shape[0]]));
-        }
-    };
-    if cfg.use_vae {
-        let (sh, sw) = cfg.first_size()?;
-        v.push(("fc.weight".into(), vec![16 * nf * sh * sw, cfg.z_dim]));
-        v.push(("fc.bias".into(), vec![16 * nf * sh * sw]));
-    } else {
-        conv(&mut v, "fc", [16 * nf, snc, 3, 3], true);
-    }
-    for (name, fin, fout) in cfg.blocks()? {
-        let fmid = fin.min(fout);
-        conv(&mut v, &format!("{name}.conv_0"), [fmid, fin, 3, 3], true);
-        conv(&mut v, &format!("{name}.conv_1"), [fout, fmid, 3, 3], true);
-        let mut norms = vec![("norm_0", fin), ("norm_1", fmid)];
-        if fin != fout {
-            conv(&mut v, &format!("{name}.conv_s"), [fout, fin, 1, 1], false);
-            norms.push(("norm_s", fin));
-        }
-        for (nn, c) in norms {
-            let p = format!("{name}.{nn}");
-            if norm == NormKind::Batch {
-                v.push((format!("{p}.param_free_norm.running_mean"), vec![c]));
-                v.push((format!("{p}.param_free_norm.running_var"), vec![c]));
-            }
-            conv(
-                &mut v,
-                &format!("{p}.mlp_shared.0"),
-                [NHIDDEN, snc, ks, ks],
-                true,
-            );
-            conv(
-                &mut v,
-                &format!("{p}.mlp_gamma"),
-                [c, NHIDDEN, ks, ks],
-                true,
-            );
-            conv(&mut v, &format!("{p}.mlp_beta"), [c, NHIDDEN, ks, ks], true);
-        }
-    }
-    let last = if cfg.num_up()? == 7 { nf / 2 } else { nf };
-    conv(&mut v, "conv_img", [3, last, 3, 3], true);
-    if cfg.has_encoder {
-        v.extend(super::encoder::expected_tensors(cfg));
-    }
-    Ok(v)
+/// A conv that reads the one-hot label map (`weight` and `bias` under `v`), run as a gather.
+fn onehot_conv(
+    v: &Vars,
+    shape: [usize; 4],
+    has_edge: bool,
+    pad: usize,
+    relu: bool,
+) -> Result<OneHotConv> {
+    let w = v.get("weight", &shape, Init::FanIn)?;
+    let b = v.get("bias", &shape[..1], Init::Uniform(-0.1, 0.1))?;
+    OneHotConv::new(v.device(), &w, shape, &b, has_edge, pad, relu)
 }
 
 /// SPADE(C): param-free norm, then `n * (1 + gamma) + beta` from a conv MLP on the resized map.
@@ -205,38 +117,43 @@ fn crop(v: &[f32], c: usize, h: usize, w: usize, b: PixBox) -> Vec<f32> {
 }
 
 impl Spade {
-    fn load(l: &Loader, prefix: &str, c: usize, cfg: &SpadeConfig) -> Result<Spade> {
+    /// `v`: the weights under this SPADE's key (e.g. `head_0.norm_0`).
+    fn load(v: &Vars, c: usize, cfg: &SpadeConfig) -> Result<Spade> {
         let (_, norm, ks) = cfg.parse_norm_g()?;
         let pad = ks / 2;
         let param_free_norm = match norm {
-            NormKind::Batch => ParamFreeNorm::batch(
-                l.device,
-                l.store
-                    .get(&format!("{prefix}.param_free_norm.running_mean"), &[c])?,
-                l.store
-                    .get(&format!("{prefix}.param_free_norm.running_var"), &[c])?,
-            )?,
+            NormKind::Batch => {
+                let n = v.pp("param_free_norm");
+                ParamFreeNorm::batch(
+                    v.device(),
+                    &n.get("running_mean", &[c], Init::Uniform(-0.1, 0.1))?,
+                    &n.get("running_var", &[c], Init::Uniform(0.5, 1.5))?,
+                )?
+            }
             NormKind::Instance => ParamFreeNorm::Instance,
         };
-        let mlp_shared = l.onehot_conv(
-            &format!("{prefix}.mlp_shared.0"),
+        let mlp_shared = onehot_conv(
+            &v.pp("mlp_shared").pp(0),
             [NHIDDEN, cfg.semantic_nc(), ks, ks],
             !cfg.no_instance,
             pad,
             true, // mlp_shared = Sequential(conv, ReLU)
         )?;
         let shape = [c, NHIDDEN, ks, ks];
-        let gw = l.store.get(&format!("{prefix}.mlp_gamma.weight"), &shape)?;
-        let gb = l.store.get(&format!("{prefix}.mlp_gamma.bias"), &[c])?;
-        let bw = l.store.get(&format!("{prefix}.mlp_beta.weight"), &shape)?;
-        let bb = l.store.get(&format!("{prefix}.mlp_beta.bias"), &[c])?;
-        let mlp_gamma_beta = Conv2d::new(
-            l.device,
-            &[gw, bw].concat(),
+        let bias = Init::Uniform(-0.1, 0.1);
+        let (g, b) = (v.pp("mlp_gamma"), v.pp("mlp_beta"));
+        let mlp_gamma_beta = Conv2d::with_storage(
+            v.device(),
+            &[
+                g.get("weight", &shape, Init::FanIn)?,
+                b.get("weight", &shape, Init::FanIn)?,
+            ]
+            .concat(),
             [2 * c, NHIDDEN, ks, ks],
-            Some(&[gb, bb].concat()),
+            Some(&[g.get("bias", &[c], bias)?, b.get("bias", &[c], bias)?].concat()),
             1,
             pad,
+            v.storage(),
         )?;
         Ok(Spade {
             param_free_norm,
@@ -315,21 +232,22 @@ pub struct SpadeResnetBlock {
 }
 
 impl SpadeResnetBlock {
-    fn load(l: &Loader, name: &str, fin: usize, fout: usize, cfg: &SpadeConfig) -> Result<Self> {
+    /// `v`: the weights under the block's key (e.g. `up_0`).
+    fn load(v: &Vars, fin: usize, fout: usize, cfg: &SpadeConfig) -> Result<Self> {
         let fmid = fin.min(fout);
         let learned = fin != fout;
         Ok(SpadeResnetBlock {
-            conv_0: l.conv(&format!("{name}.conv_0"), [fmid, fin, 3, 3], true, 1, 1)?,
-            conv_1: l.conv(&format!("{name}.conv_1"), [fout, fmid, 3, 3], true, 1, 1)?,
+            conv_0: v.conv2d("conv_0", [fmid, fin, 3, 3], true, 1, 1)?,
+            conv_1: v.conv2d("conv_1", [fout, fmid, 3, 3], true, 1, 1)?,
             conv_s: if learned {
-                Some(l.conv(&format!("{name}.conv_s"), [fout, fin, 1, 1], false, 1, 0)?)
+                Some(v.conv2d("conv_s", [fout, fin, 1, 1], false, 1, 0)?)
             } else {
                 None
             },
-            norm_0: Spade::load(l, &format!("{name}.norm_0"), fin, cfg)?,
-            norm_1: Spade::load(l, &format!("{name}.norm_1"), fmid, cfg)?,
+            norm_0: Spade::load(&v.pp("norm_0"), fin, cfg)?,
+            norm_1: Spade::load(&v.pp("norm_1"), fmid, cfg)?,
             norm_s: if learned {
-                Some(Spade::load(l, &format!("{name}.norm_s"), fin, cfg)?)
+                Some(Spade::load(&v.pp("norm_s"), fin, cfg)?)
             } else {
                 None
             },
@@ -427,40 +345,16 @@ pub struct SpadeGenerator {
 }
 
 impl SpadeGenerator {
-    /// Checks that `store` holds exactly the generator's (and encoder's) tensors with the right shapes.
-    pub fn check_keys(store: &WeightStore, cfg: &SpadeConfig) -> Result<()> {
-        let expected = expected_tensors(cfg)?;
-        for (name, shape) in &expected {
-            store.get(name, shape)?;
-        }
-        let names: BTreeSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-        let extra: Vec<&String> = store
-            .tensors
-            .keys()
-            .filter(|k| !names.contains(k.as_str()))
-            .collect();
-        if !extra.is_empty() {
-            bail!(
-                "{}: {} unexpected tensor(s) for this config, e.g. {:?}; check the flags (--num-upsampling-layers, --norm-g, --use-vae)",
-                store.source,
-                extra.len(),
-                &extra[..extra.len().min(5)]
-            );
-        }
-        Ok(())
-    }
-
-    pub fn load(store: &WeightStore, cfg: &SpadeConfig, device: &Device) -> Result<SpadeGenerator> {
+    /// Builds the generator from the weights at the root of `v` (keys `fc.*`, `head_0.*`, …).
+    pub fn load(v: &Vars, cfg: &SpadeConfig) -> Result<SpadeGenerator> {
         cfg.validate()?;
-        Self::check_keys(store, cfg)?;
-        let l = Loader { store, device };
         let nf = cfg.ngf;
         let fc = if cfg.use_vae {
             let (sh, sw) = cfg.first_size()?;
-            Fc::Linear(l.linear("fc", [16 * nf * sh * sw, cfg.z_dim])?)
+            Fc::Linear(v.linear("fc", [16 * nf * sh * sw, cfg.z_dim], true)?)
         } else {
-            Fc::Conv(l.onehot_conv(
-                "fc",
+            Fc::Conv(onehot_conv(
+                &v.pp("fc"),
                 [16 * nf, cfg.semantic_nc(), 3, 3],
                 !cfg.no_instance,
                 1,
@@ -470,13 +364,13 @@ impl SpadeGenerator {
         let blocks = cfg.blocks()?;
         let mut it = blocks
             .iter()
-            .map(|(n, fin, fout)| SpadeResnetBlock::load(&l, n, *fin, *fout, cfg));
+            .map(|(n, fin, fout)| SpadeResnetBlock::load(&v.pp(n), *fin, *fout, cfg));
         let head_0 = it.next().unwrap()?;
         let g_middle_0 = it.next().unwrap()?;
         let g_middle_1 = it.next().unwrap()?;
         let ups = it.collect::<Result<Vec<_>>>()?;
         let last = if cfg.num_up()? == 7 { nf / 2 } else { nf };
-        let conv_img = l.conv("conv_img", [3, last, 3, 3], true, 1, 1)?;
+        let conv_img = v.conv2d("conv_img", [3, last, 3, 3], true, 1, 1)?;
         Ok(SpadeGenerator {
             cfg: cfg.clone(),
             fc,
@@ -560,6 +454,20 @@ impl SpadeGenerator {
         x = self.conv_img.forward(&ops::leaky_relu(&x, LRELU)?)?;
         ops::tanh(&x)
     }
+}
+
+/// What a model file whose tensors do not fit its config is told to check.
+pub const FLAGS_HINT: &str = "check the flags (--num-upsampling-layers, --norm-g, --use-vae)";
+
+/// Checks that `store` holds exactly the tensors of a generator (and, if the config has one, a
+/// style encoder under `netE.`) with `cfg`, with the right shapes, by building both on the CPU.
+pub fn check_weights(store: &crate::weights::WeightStore, cfg: &SpadeConfig) -> Result<()> {
+    let v = Vars::new(store, &Device::Cpu);
+    SpadeGenerator::load(&v, cfg)?;
+    if cfg.has_encoder {
+        super::encoder::ConvEncoder::load(&v.pp("netE"), cfg)?;
+    }
+    v.finish(FLAGS_HINT)
 }
 
 /// Multiply-adds × 2 of one forward pass at the config's native size, counted like SPADE_SPEC §6

@@ -182,10 +182,8 @@ pub fn out_size(input: usize, k: usize, stride: usize, pad: usize) -> Option<usi
 }
 
 impl Conv2d {
-    /// `weight` is OIHW with `shape = [cout, cin, kh, kw]`; `bias` has `cout` values. On a GPU
-    /// the weights are stored as the context's [`GpuContext::weight_storage`] says.
-    ///
-    /// [`GpuContext::weight_storage`]: crate::backend::GpuContext::weight_storage
+    /// `weight` is OIHW with `shape = [cout, cin, kh, kw]`; `bias` has `cout` values. Weights
+    /// are stored as f32 (see [`Self::with_storage`]).
     pub fn new(
         device: &Device,
         weight: &[f32],
@@ -194,11 +192,7 @@ impl Conv2d {
         stride: usize,
         pad: usize,
     ) -> Result<Conv2d> {
-        let storage = match device {
-            Device::Gpu(ctx) => ctx.weight_storage(),
-            Device::Cpu => WeightStorage::F32,
-        };
-        Self::with_storage(device, weight, shape, bias, stride, pad, storage)
+        Self::with_storage(device, weight, shape, bias, stride, pad, WeightStorage::F32)
     }
 
     /// [`Self::new`] with the GPU weight storage given (ignored on the CPU).

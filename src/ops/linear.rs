@@ -17,19 +17,14 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// `weight` is `[fout, fin]` (PyTorch's layout). On a GPU the weights are stored as the
-    /// context's weight storage says.
+    /// `weight` is `[fout, fin]` (PyTorch's layout), stored as f32 (see [`Self::with_storage`]).
     pub fn new(
         device: &Device,
         weight: &[f32],
         shape: [usize; 2],
         bias: Option<&[f32]>,
     ) -> Result<Linear> {
-        let storage = match device {
-            Device::Gpu(ctx) => ctx.weight_storage(),
-            Device::Cpu => WeightStorage::F32,
-        };
-        Self::with_storage(device, weight, shape, bias, storage)
+        Self::with_storage(device, weight, shape, bias, WeightStorage::F32)
     }
 
     /// [`Self::new`] with the GPU weight storage given (ignored on the CPU).

@@ -234,8 +234,7 @@ impl PaintApp {
         let worker = Worker::spawn(
             move || {
                 let device = Device::select(backend, adapter.as_deref())?;
-                device.set_weight_storage(gpu_weights)?;
-                let model = Model::from_store(&store, &device)?;
+                let model = Model::from_store(&store, &device, gpu_weights)?;
                 Ok(Box::new(ModelRenderer::new(model)) as Box<dyn Renderer>)
             },
             Box::new(move || ctx.request_repaint()),

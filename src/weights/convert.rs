@@ -250,6 +250,6 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
     store
         .metadata
         .insert("spade_config".into(), serde_json::to_string(&cfg)?);
-    crate::models::spade::SpadeGenerator::check_keys(&store, &cfg)?;
+    crate::models::spade::check_weights(&store, &cfg)?;
     Ok(store)
 }

@@ -1,7 +1,9 @@
-//! Named f32 tensors loaded from (or saved to) safetensors, with the model config in the header.
+//! Named tensors loaded lazily from (or saved to) safetensors, with the model config in the header.
 //! Every lookup names the tensor, the file and the expected shape when something is off.
+use super::dtype::DType;
 use anyhow::{Context, Result, anyhow, bail};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -19,11 +21,52 @@ pub enum Storage {
 /// Suffix of the per-output-channel scales of int8 tensors.
 pub const Q8_SCALE: &str = ".q8_scale";
 
+/// Where a store's file bytes live: a read-only memory map of the file, or bytes compiled into
+/// the binary (the built-in model).
+enum Backing {
+    Mapped(memmap2::Mmap),
+    Static(&'static [u8]),
+}
+
+impl Backing {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Backing::Mapped(m) => m,
+            Backing::Static(b) => b,
+        }
+    }
+}
+
+/// One tensor: decoded values, or a byte range of the backing file decoded on each use.
+enum Entry {
+    Owned(Vec<usize>, Vec<f32>),
+    Stored {
+        shape: Vec<usize>,
+        dtype: DType,
+        bytes: std::ops::Range<usize>,
+        /// int8 tensors: the key of their per-output-channel scales.
+        q8_scale: Option<String>,
+    },
+}
+
+impl Entry {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Entry::Owned(s, _) | Entry::Stored { shape: s, .. } => s,
+        }
+    }
+}
+
+/// Named tensors of one weight file with the model config in its header. Files are memory-mapped
+/// and a tensor is decoded to f32 (from f32, f16, bf16, f64 or int8 + scales; one dtype table,
+/// [`DType`]) only when a loader asks for it, so loading a model holds one decoded tensor at a time
+/// beside the mapped file, whose pages the kernel can drop.
 pub struct WeightStore {
     /// Where the tensors came from, for error messages.
     pub source: String,
-    pub tensors: BTreeMap<String, (Vec<usize>, Vec<f32>)>,
     pub metadata: HashMap<String, String>,
+    tensors: BTreeMap<String, Entry>,
+    backing: Option<Backing>,
 }
 
 impl WeightStore {
@@ -32,105 +75,197 @@ impl WeightStore {
             source: source.into(),
             tensors: BTreeMap::new(),
             metadata: HashMap::new(),
+            backing: None,
         }
     }
 
+    /// Maps the safetensors file at `path` (nothing is decoded yet).
     pub fn load(path: &Path) -> Result<WeightStore> {
-        let bytes = std::fs::read(path)
+        let file = std::fs::File::open(path)
             .with_context(|| format!("cannot read weights file {}", path.display()))?;
-        Self::from_bytes(&bytes, &path.display().to_string())
+        // SAFETY: the map is read-only and private to this process. Like every reader of a
+        // mapped file, it assumes nobody truncates the file while it is open (that would raise
+        // SIGBUS on access, which no read can guard against).
+        let map = unsafe { memmap2::Mmap::map(&file) }
+            .with_context(|| format!("cannot map weights file {}", path.display()))?;
+        Self::from_backing(Backing::Mapped(map), &path.display().to_string())
     }
 
-    /// Parses safetensors bytes; f16/bf16/f64 tensors are converted to f32.
-    pub fn from_bytes(bytes: &[u8], source: &str) -> Result<WeightStore> {
+    /// Safetensors bytes compiled into the binary.
+    pub fn from_static(bytes: &'static [u8], source: &str) -> Result<WeightStore> {
+        Self::from_backing(Backing::Static(bytes), source)
+    }
+
+    /// Parses the header; tensors stay where they are until [`Self::get`] decodes them.
+    fn from_backing(backing: Backing, source: &str) -> Result<WeightStore> {
+        let bytes = backing.bytes();
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| anyhow!("{source}: not a valid safetensors file: {e}"))?;
         let (_, meta) = SafeTensors::read_metadata(bytes)
             .map_err(|e| anyhow!("{source}: bad safetensors header: {e}"))?;
         let mut store = WeightStore::new(source);
         store.metadata = meta.metadata().clone().unwrap_or_default();
-        let mut int8: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        let base = bytes.as_ptr() as usize;
         for (name, view) in st.tensors() {
-            let data = view.data();
-            let vals: Vec<f32> = match view.dtype() {
-                Dtype::I8 => {
-                    let q = data.iter().map(|&b| b as i8 as f32).collect();
-                    int8.push((name, view.shape().to_vec(), q));
-                    continue;
-                }
-                Dtype::F32 => data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::F16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::BF16 => data
-                    .chunks_exact(2)
-                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                    .collect(),
-                Dtype::F64 => data
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                    .collect(),
-                other => bail!(
-                    "{source}: tensor '{name}' has dtype {other:?}; only floating-point weights are supported"
+            let dtype = match DType::from_safetensors(view.dtype()) {
+                Some(d) if d.is_float() || d == DType::I8 => d,
+                _ => bail!(
+                    "{source}: tensor '{name}' has dtype {:?}; only floating-point weights (and int8 with {Q8_SCALE} scales) are supported",
+                    view.dtype()
                 ),
             };
-            store.tensors.insert(name, (view.shape().to_vec(), vals));
+            let start = view.data().as_ptr() as usize - base;
+            let q8_scale = (dtype == DType::I8).then(|| format!("{name}{Q8_SCALE}"));
+            store.tensors.insert(
+                name,
+                Entry::Stored {
+                    shape: view.shape().to_vec(),
+                    dtype,
+                    bytes: start..start + view.data().len(),
+                    q8_scale,
+                },
+            );
         }
-        // int8 tensors: value × the scale of their output channel.
-        for (name, shape, mut q) in int8 {
-            let sname = format!("{name}{Q8_SCALE}");
-            let rows = shape.first().copied().unwrap_or(1).max(1);
-            let Some((_, scale)) = store.tensors.remove(&sname) else {
-                bail!("{source}: int8 tensor '{name}' has no '{sname}' scales");
+        // int8 tensors need their scales: one per output channel (dim 0).
+        for (name, e) in &store.tensors {
+            let Entry::Stored {
+                shape,
+                q8_scale: Some(sname),
+                ..
+            } = e
+            else {
+                continue;
             };
-            if scale.len() != rows {
-                bail!(
+            let rows = shape.first().copied().unwrap_or(1).max(1);
+            match store.tensors.get(sname) {
+                None => bail!("{source}: int8 tensor '{name}' has no '{sname}' scales"),
+                Some(s) if s.shape().iter().product::<usize>() != rows => bail!(
                     "{source}: '{sname}' has {} values, expected {rows} (dim 0 of '{name}')",
-                    scale.len()
-                );
+                    s.shape().iter().product::<usize>()
+                ),
+                Some(_) => {}
             }
-            let per = q.len() / rows;
-            for (r, chunk) in q.chunks_mut(per.max(1)).enumerate() {
-                chunk.iter_mut().for_each(|v| *v *= scale[r]);
-            }
-            store.tensors.insert(name, (shape, q));
         }
-        if let Some(orphan) = store.tensors.keys().find(|k| k.ends_with(Q8_SCALE)) {
+        if let Some(orphan) = store.tensors.keys().find(|k| {
+            k.strip_suffix(Q8_SCALE).is_some_and(|t| {
+                !matches!(
+                    store.tensors.get(t),
+                    Some(Entry::Stored {
+                        q8_scale: Some(_),
+                        ..
+                    })
+                )
+            })
+        }) {
             bail!("{source}: '{orphan}' scales no int8 tensor");
         }
+        store.backing = Some(backing);
         Ok(store)
     }
 
+    /// Adds or replaces a tensor.
     pub fn insert(&mut self, name: impl Into<String>, shape: Vec<usize>, data: Vec<f32>) {
-        self.tensors.insert(name.into(), (shape, data));
+        let name = name.into();
+        self.remove(&name);
+        self.tensors.insert(name, Entry::Owned(shape, data));
+    }
+
+    /// Removes a tensor (and an int8 tensor's scales); whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.tensors.remove(name) {
+            Some(Entry::Stored {
+                q8_scale: Some(s), ..
+            }) => self.tensors.remove(&s).is_some(),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Tensor names, sorted (int8 scales are part of their tensor, not listed).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|k| !self.is_scale(k))
+    }
+
+    fn is_scale(&self, k: &str) -> bool {
+        k.strip_suffix(Q8_SCALE).is_some_and(|t| {
+            matches!(
+                self.tensors.get(t),
+                Some(Entry::Stored {
+                    q8_scale: Some(_),
+                    ..
+                })
+            )
+        })
+    }
+
+    /// Number of tensors (int8 scales not counted).
+    pub fn len(&self) -> usize {
+        self.names().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.tensors.contains_key(name) && !self.is_scale(name)
     }
 
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|(s, _)| &s[..])
+        self.tensors.get(name).map(|e| e.shape())
+    }
+
+    /// The values of `name` as f32, whatever their shape (decoded now unless inserted as f32).
+    pub fn values(&self, name: &str) -> Result<Cow<'_, [f32]>> {
+        let Some(e) = self.tensors.get(name) else {
+            bail!("{}: missing tensor '{name}'", self.source)
+        };
+        match e {
+            Entry::Owned(_, d) => Ok(Cow::Borrowed(d)),
+            Entry::Stored {
+                dtype,
+                bytes,
+                q8_scale,
+                ..
+            } => {
+                let raw = &self
+                    .backing
+                    .as_ref()
+                    .expect("stored entries have a backing")
+                    .bytes()[bytes.clone()];
+                let mut v = dtype
+                    .to_f32(raw)
+                    .map_err(|e| anyhow!("{}: tensor '{name}': {e}", self.source))?;
+                if let Some(sname) = q8_scale {
+                    let scale = self.values(sname)?;
+                    let per = v.len() / scale.len().max(1);
+                    for (chunk, s) in v.chunks_mut(per.max(1)).zip(scale.iter()) {
+                        chunk.iter_mut().for_each(|x| *x *= s);
+                    }
+                }
+                Ok(Cow::Owned(v))
+            }
+        }
     }
 
     /// The tensor `name`, which must have exactly `shape`.
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Cow<'_, [f32]>> {
         match self.tensors.get(name) {
             None => bail!(
                 "{}: missing tensor '{name}' (expected shape {shape:?})",
                 self.source
             ),
-            Some((s, _)) if s != shape => {
+            Some(e) if e.shape() != shape => {
                 bail!(
-                    "{}: tensor '{name}' has shape {s:?}, expected {shape:?}",
-                    self.source
+                    "{}: tensor '{name}' has shape {:?}, expected {shape:?}",
+                    self.source,
+                    e.shape()
                 )
             }
-            Some((_, d)) => Ok(d),
+            Some(_) => self.values(name),
         }
     }
 
@@ -143,7 +278,9 @@ impl WeightStore {
     pub fn save_as(&self, path: &Path, storage: Storage) -> Result<()> {
         let f32_bytes = |d: &[f32]| d.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
         let mut bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-        for (n, (s, d)) in &self.tensors {
+        for n in self.names() {
+            let (s, d) = (self.shape(n).unwrap_or_default().to_vec(), self.values(n)?);
+            let (n, s) = (&n.to_string(), &s);
             let weight = s.len() >= 2;
             match storage {
                 Storage::F16 if weight => bytes.push((
@@ -177,7 +314,7 @@ impl WeightStore {
                         f32_bytes(&scales),
                     ));
                 }
-                _ => bytes.push((n.clone(), Dtype::F32, s.clone(), f32_bytes(d))),
+                _ => bytes.push((n.clone(), Dtype::F32, s.clone(), f32_bytes(&d))),
             }
         }
         let views: Vec<(String, TensorView)> = bytes
@@ -232,11 +369,13 @@ mod tests {
             let back = WeightStore::load(&p).unwrap();
             assert_eq!(back.metadata["k"], "v");
             assert!(back.metadata.contains_key("weights_storage"));
-            assert_eq!(back.tensors.len(), 2, "{storage:?}: scales folded away");
+            assert_eq!(back.len(), 2, "{storage:?}: scales folded away");
             assert_eq!(
                 back.get("conv.bias", &[8]).unwrap(),
                 s.get("conv.bias", &[8]).unwrap()
             );
+            assert!(back.get("conv.bias", &[9]).is_err());
+            assert!(back.get("conv.gone", &[8]).is_err());
             let b = back.get("conv.weight", &[8, 20, 3, 3]).unwrap();
             for (row, (x, y)) in w.chunks(180).zip(b.chunks(180)).enumerate() {
                 let m = row_max(x);

@@ -87,76 +87,22 @@ use anyhow::{Result, anyhow, bail};
 // Public types
 // ---------------------------------------------------------------------------
 
-/// Element type of a tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DType {
-    F64,
-    F32,
-    F16,
-    BF16,
-    I64,
-    I32,
-    I16,
-    I8,
-    U8,
-    Bool,
-}
+pub use super::dtype::DType;
 
-impl DType {
-    /// Size of one element in bytes.
-    pub fn size(self) -> usize {
-        match self {
-            DType::F64 | DType::I64 => 8,
-            DType::F32 | DType::I32 => 4,
-            DType::F16 | DType::BF16 | DType::I16 => 2,
-            DType::I8 | DType::U8 | DType::Bool => 1,
-        }
+/// The storage class torch pickles for a dtype (`FloatStorage`, ...).
+fn storage_class(d: DType) -> &'static str {
+    match d {
+        DType::F64 => "DoubleStorage",
+        DType::F32 => "FloatStorage",
+        DType::F16 => "HalfStorage",
+        DType::BF16 => "BFloat16Storage",
+        DType::I64 => "LongStorage",
+        DType::I32 => "IntStorage",
+        DType::I16 => "ShortStorage",
+        DType::I8 => "CharStorage",
+        DType::U8 => "ByteStorage",
+        DType::Bool => "BoolStorage",
     }
-
-    /// The torch name of the dtype (`float32`, `int64`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F64 => "float64",
-            DType::F32 => "float32",
-            DType::F16 => "float16",
-            DType::BF16 => "bfloat16",
-            DType::I64 => "int64",
-            DType::I32 => "int32",
-            DType::I16 => "int16",
-            DType::I8 => "int8",
-            DType::U8 => "uint8",
-            DType::Bool => "bool",
-        }
-    }
-
-    /// The storage class torch pickles for this dtype (`FloatStorage`, ...).
-    fn storage_class(self) -> &'static str {
-        match self {
-            DType::F64 => "DoubleStorage",
-            DType::F32 => "FloatStorage",
-            DType::F16 => "HalfStorage",
-            DType::BF16 => "BFloat16Storage",
-            DType::I64 => "LongStorage",
-            DType::I32 => "IntStorage",
-            DType::I16 => "ShortStorage",
-            DType::I8 => "CharStorage",
-            DType::U8 => "ByteStorage",
-            DType::Bool => "BoolStorage",
-        }
-    }
-
-    const ALL: [DType; 10] = [
-        DType::F64,
-        DType::F32,
-        DType::F16,
-        DType::BF16,
-        DType::I64,
-        DType::I32,
-        DType::I16,
-        DType::I8,
-        DType::U8,
-        DType::Bool,
-    ];
 }
 
 /// A dense tensor: contiguous row-major little-endian bytes (the storage offset
@@ -194,53 +140,14 @@ impl RawTensor {
                 self.data.len()
             );
         }
-        let chunks = self.data.chunks_exact(es);
-        let out = match self.dtype {
-            DType::F64 => chunks.map(|c| f64::from_le_bytes(arr(c)) as f32).collect(),
-            DType::F32 => chunks.map(|c| f32::from_le_bytes(arr(c))).collect(),
-            DType::F16 => chunks
-                .map(|c| f16_to_f32(u16::from_le_bytes(arr(c))))
-                .collect(),
-            DType::BF16 => chunks
-                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes(arr(c))) << 16))
-                .collect(),
-            DType::I64 => chunks.map(|c| i64::from_le_bytes(arr(c)) as f32).collect(),
-            DType::I32 => chunks.map(|c| i32::from_le_bytes(arr(c)) as f32).collect(),
-            DType::I16 => chunks
-                .map(|c| f32::from(i16::from_le_bytes(arr(c))))
-                .collect(),
-            DType::I8 => chunks
-                .map(|c| f32::from(i8::from_le_bytes(arr(c))))
-                .collect(),
-            DType::U8 => chunks
-                .map(|c| f32::from(u8::from_le_bytes(arr(c))))
-                .collect(),
-            DType::Bool => chunks.map(|c| if c == [0] { 0.0 } else { 1.0 }).collect(),
-        };
-        Ok(out)
+        self.dtype.to_f32(&self.data)
     }
 }
 
-/// Copies a chunk of exactly `N` bytes into an array (chunks come from
-/// `chunks_exact(N)`, so the fallback zero array is never used).
+/// Copies a chunk of exactly `N` bytes into an array (the callers take exactly `N` bytes, so the
+/// fallback zero array is never used).
 fn arr<const N: usize>(c: &[u8]) -> [u8; N] {
     c.try_into().unwrap_or([0; N])
-}
-
-/// IEEE binary16 -> binary32 (exact).
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
-    let exp = (h >> 10) & 0x1f;
-    let man = u32::from(h & 0x3ff);
-    match exp {
-        // Zero and subnormals: man * 2^-24 (exact in f32).
-        0 => sign * (man as f32) * f32::from_bits(0x3380_0000),
-        // Infinities and NaNs.
-        0x1f => f32::from_bits((u32::from(h & 0x8000) << 16) | 0x7f80_0000 | (man << 13)),
-        _ => f32::from_bits(
-            (u32::from(h & 0x8000) << 16) | ((u32::from(exp) + 112) << 23) | (man << 13),
-        ),
-    }
 }
 
 /// Reads a `.pth` checkpoint (either serialization) and returns its tensors in
@@ -456,7 +363,7 @@ impl Global {
             }
             ("torch", _) => DType::ALL
                 .into_iter()
-                .find(|d| d.storage_class() == name)
+                .find(|d| storage_class(*d) == name)
                 .map(Global::Storage),
             _ => None,
         }
@@ -471,7 +378,7 @@ impl Global {
             Global::RebuildParameterWithState => {
                 "torch._utils._rebuild_parameter_with_state".into()
             }
-            Global::Storage(d) => format!("torch.{}", d.storage_class()),
+            Global::Storage(d) => format!("torch.{}", storage_class(d)),
         }
     }
 }
@@ -2440,18 +2347,6 @@ mod tests {
         // A top-level list is not a state dict.
         let e = run_main(b"\x80\x02].");
         assert!(e.contains("expected a dict"), "{e}");
-    }
-
-    #[test]
-    fn f16_conversion() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc100), -2.5);
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
-        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
-        assert!(f16_to_f32(0x7e00).is_nan());
-        assert_eq!(f16_to_f32(0x0400), 2f32.powi(-14));
     }
 
     #[test]
