@@ -35,6 +35,29 @@ impl Backing {
             Backing::Static(b) => b,
         }
     }
+
+    /// Tells the kernel that the mapped pages wholly inside `range` are not needed any more:
+    /// they leave this process's resident set at once instead of when memory runs short (a model
+    /// load then holds one decoded tensor beside the model, not the whole file). A later read of
+    /// the range maps the file's pages in again.
+    fn release(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Backing::Mapped(m) = self {
+            const PAGE: usize = 4096;
+            let start = range.start.next_multiple_of(PAGE);
+            let end = range.end / PAGE * PAGE;
+            if end > start {
+                // SAFETY: the map is a private read-only mapping of the file, and no reference
+                // into it outlives `values` (tensors are decoded into owned vectors), so
+                // dropping its pages only means a later read fetches them from the file again.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
 }
 
 /// One tensor: decoded values, or a byte range of the backing file decoded on each use.
@@ -231,14 +254,14 @@ impl WeightStore {
                 q8_scale,
                 ..
             } => {
-                let raw = &self
+                let backing = self
                     .backing
                     .as_ref()
-                    .expect("stored entries have a backing")
-                    .bytes()[bytes.clone()];
+                    .expect("stored entries have a backing");
                 let mut v = dtype
-                    .to_f32(raw)
+                    .to_f32(&backing.bytes()[bytes.clone()])
                     .map_err(|e| anyhow!("{}: tensor '{name}': {e}", self.source))?;
+                backing.release(bytes.clone());
                 if let Some(sname) = q8_scale {
                     let scale = self.values(sname)?;
                     let per = v.len() / scale.len().max(1);
