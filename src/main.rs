@@ -162,7 +162,7 @@ struct ConvertArgs {
     #[arg(long)]
     z_dim: Option<usize>,
     #[arg(long = "norm-g")]
-    norm_g: Option<String>,
+    norm_g: Option<spadework::models::config::NormG>,
     /// Generator width; inferred from the weights when omitted.
     #[arg(long)]
     ngf: Option<usize>,

@@ -129,7 +129,7 @@ fn style_encoder_mu_matches_reference() {
     cfg.label_nc = 5;
     cfg.contain_dontcare_label = false;
     cfg.use_vae = true;
-    cfg.norm_g = "spectralspadeinstance3x3".into();
+    cfg.norm_g = "spectralspadeinstance3x3".parse().unwrap();
     cfg.ngf = 0;
     let store = spadework::weights::convert::convert(
         &dir.join("latest_net_G.pth"),

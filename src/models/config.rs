@@ -23,7 +23,7 @@ pub struct SpadeConfig {
     pub z_dim: usize,
     pub ngf: usize,
     #[serde(rename = "norm_G")]
-    pub norm_g: String,
+    pub norm_g: NormG,
     /// Label names/colours when known (palette maps, the paint tool).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub classes: Vec<ClassInfo>,
@@ -36,11 +36,93 @@ pub struct SpadeConfig {
     pub encoder_layers: Option<usize>,
 }
 
-/// The parameter-free norm named by norm_G (`spade(\D+)(\d)x\d`).
+/// The parameter-free norm named by norm_G.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NormKind {
     Batch,
     Instance,
+}
+
+/// NVlabs' `norm_G`, `[spectral]spade<batch|syncbatch|instance><k>x<k>`, parsed once: whether the
+/// convs carry spectral norm, the SPADE's parameter-free norm and its conv kernel size. Stored in
+/// model files as the original string.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NormG {
+    pub spectral: bool,
+    /// `batch` and `syncbatch` (the same at test time) or `instance`, as written.
+    pub norm_name: String,
+    pub norm: NormKind,
+    /// The SPADE convs' kernel size (odd, 1 to 9: padding k/2 keeps the size).
+    pub kernel: usize,
+}
+
+impl std::str::FromStr for NormG {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<NormG> {
+        let bad = |why: &str| {
+            anyhow::anyhow!(
+                "norm_G '{s}' is not of the form [spectral]spade<batch|syncbatch|instance><k>x<k>: {why}"
+            )
+        };
+        let (spectral, rest) = match s.strip_prefix("spectral") {
+            Some(r) => (true, r),
+            None => (false, s),
+        };
+        let rest = rest
+            .strip_prefix("spade")
+            .ok_or_else(|| bad("no 'spade' after the optional 'spectral'"))?;
+        let digits = rest
+            .find(|c: char| c.is_ascii_digit())
+            .ok_or_else(|| bad("no kernel size"))?;
+        let norm_name = &rest[..digits];
+        let norm = match norm_name {
+            "batch" | "syncbatch" => NormKind::Batch,
+            "instance" => NormKind::Instance,
+            other => bail!(
+                "norm_G '{s}': param-free norm '{other}' is not supported (batch, syncbatch, instance)"
+            ),
+        };
+        let (kh, kw) = rest[digits..]
+            .split_once('x')
+            .ok_or_else(|| bad("the kernel size is not <k>x<k>"))?;
+        let (kh, kw): (usize, usize) = match (kh.parse(), kw.parse()) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return Err(bad("the kernel size is not <k>x<k>")),
+        };
+        if kh != kw || kh % 2 == 0 || kh > 9 {
+            return Err(bad(&format!(
+                "the kernel {kh}x{kw} must be square and odd, 1x1 to 9x9"
+            )));
+        }
+        Ok(NormG {
+            spectral,
+            norm_name: norm_name.to_string(),
+            norm,
+            kernel: kh,
+        })
+    }
+}
+
+impl std::fmt::Display for NormG {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let spectral = if self.spectral { "spectral" } else { "" };
+        let k = self.kernel;
+        write!(f, "{spectral}spade{}{k}x{k}", self.norm_name)
+    }
+}
+
+impl TryFrom<String> for NormG {
+    type Error = anyhow::Error;
+    fn try_from(s: String) -> Result<NormG> {
+        s.parse()
+    }
+}
+
+impl From<NormG> for String {
+    fn from(n: NormG) -> String {
+        n.to_string()
+    }
 }
 
 /// Python's `round()` (half to even), as NVlabs uses for `sh = round(sw / aspect_ratio)`.
@@ -94,7 +176,12 @@ impl SpadeConfig {
             use_vae: false,
             z_dim: 256,
             ngf: 64,
-            norm_g: "spectralspadesyncbatch3x3".into(),
+            norm_g: NormG {
+                spectral: true,
+                norm_name: "syncbatch".into(),
+                norm: NormKind::Batch,
+                kernel: 3,
+            },
             classes: vec![],
             has_encoder: false,
             encoder_layers: None,
@@ -153,38 +240,9 @@ impl SpadeConfig {
         )
     }
 
-    /// (spectral?, norm kind, SPADE kernel size) parsed from norm_G.
-    pub fn parse_norm_g(&self) -> Result<(bool, NormKind, usize)> {
-        let s = self.norm_g.as_str();
-        let (spectral, rest) = match s.strip_prefix("spectral") {
-            Some(r) => (true, r),
-            None => (false, s),
-        };
-        let bad = || {
-            anyhow::anyhow!(
-                "norm_G '{s}' is not of the form [spectral]spade<batch|syncbatch|instance><k>x<k>"
-            )
-        };
-        let rest = rest.strip_prefix("spade").ok_or_else(bad)?;
-        let digits = rest.find(|c: char| c.is_ascii_digit()).ok_or_else(bad)?;
-        let kind = match &rest[..digits] {
-            "batch" | "syncbatch" => NormKind::Batch,
-            "instance" => NormKind::Instance,
-            other => bail!(
-                "norm_G '{s}': param-free norm '{other}' is not supported (batch, syncbatch, instance)"
-            ),
-        };
-        let ks: usize = rest[digits..digits + 1].parse().map_err(|_| bad())?;
-        if !rest[digits + 1..].starts_with('x') {
-            return Err(bad());
-        }
-        Ok((spectral, kind, ks))
-    }
-
     pub fn validate(&self) -> Result<()> {
         self.num_up()?;
         self.first_size()?;
-        self.parse_norm_g()?;
         if self.ngf == 0 || self.label_nc == 0 {
             bail!("ngf and label_nc must be positive");
         }
@@ -239,15 +297,38 @@ mod tests {
             ),
             (36, (4, 8), (256, 512), (256, 512))
         );
-        assert_eq!(a.parse_norm_g().unwrap(), (true, NormKind::Batch, 3));
-        assert!(
-            SpadeConfig {
-                norm_g: "spadegroup3x3".into(),
-                ..a.clone()
-            }
-            .parse_norm_g()
-            .is_err()
+        assert_eq!(
+            (a.norm_g.spectral, a.norm_g.norm, a.norm_g.kernel),
+            (true, NormKind::Batch, 3)
         );
+        for bad in [
+            "spadegroup3x3",
+            "spadeinstance3x7junk",
+            "spadeinstance3x5",
+            "spadebatch2x2",
+            "spectralbatch3x3",
+            "spadeinstance",
+        ] {
+            assert!(bad.parse::<NormG>().is_err(), "{bad}");
+        }
+        for good in [
+            "spectralspadesyncbatch3x3",
+            "spadeinstance5x5",
+            "spadebatch1x1",
+        ] {
+            assert_eq!(good.parse::<NormG>().unwrap().to_string(), good);
+        }
+        // A model file whose header holds a bad norm_G does not load.
+        let json = serde_json::to_string(&a).unwrap();
+        assert!(
+            json.contains(r#""norm_G":"spectralspadesyncbatch3x3""#),
+            "{json}"
+        );
+        let bad = json.replace("syncbatch3x3", "syncbatch3x3junk");
+        let e = serde_json::from_str::<SpadeConfig>(&bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("syncbatch3x3junk"), "{e}");
         assert_eq!(
             (py_round(0.5), py_round(1.5), py_round(2.5), py_round(2.6)),
             (0, 2, 2, 3)

@@ -119,7 +119,7 @@ fn crop(v: &[f32], c: usize, h: usize, w: usize, b: PixBox) -> Vec<f32> {
 impl Spade {
     /// `v`: the weights under this SPADE's key (e.g. `head_0.norm_0`).
     fn load(v: &Vars, c: usize, cfg: &SpadeConfig) -> Result<Spade> {
-        let (_, norm, ks) = cfg.parse_norm_g()?;
+        let (norm, ks) = (cfg.norm_g.norm, cfg.norm_g.kernel);
         let pad = ks / 2;
         let param_free_norm = match norm {
             NormKind::Batch => {
@@ -493,7 +493,7 @@ pub fn generator_flops_executed(cfg: &SpadeConfig) -> Result<f64> {
 /// `spade_mlps`: whether the SPADE MLPs (which the γ/β cache can skip) are counted.
 fn count_flops(cfg: &SpadeConfig, snc: f64, spade_mlps: bool) -> Result<f64> {
     let (sh, sw) = cfg.first_size()?;
-    let (_, _, ks) = cfg.parse_norm_g()?;
+    let ks = cfg.norm_g.kernel;
     let nf = cfg.ngf as f64;
     let k2 = (ks * ks) as f64;
     let mut px = (sh * sw) as f64;

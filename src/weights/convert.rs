@@ -178,7 +178,7 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
         );
     }
 
-    let (_, norm, ks) = cfg.parse_norm_g()?;
+    let (norm, ks) = (cfg.norm_g.norm, cfg.norm_g.kernel);
     if ms[2] != ks || ms[3] != ks {
         bail!(
             "{src}: SPADE convs are {}x{} but --norm-g {} says {ks}x{ks}",
