@@ -4,132 +4,13 @@
 //! Ordering model: every upload, dispatch and download is recorded into one command encoder in
 //! program order, so a pooled buffer released by one op and reused by the next is always safe
 //! (the GPU executes the encoder in order, with wgpu inserting the barriers).
+use super::kernel_params::KernelParams;
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
-/// Every WGSL file of the engine: (file name, source). One file per op family.
-pub const KERNELS: &[(&str, &str)] = &[
-    (
-        "conv2d_g4p8.wgsl",
-        include_str!("../../kernels/conv2d_g4p8.wgsl"),
-    ),
-    (
-        "conv2d_g2p8.wgsl",
-        include_str!("../../kernels/conv2d_g2p8.wgsl"),
-    ),
-    (
-        "conv2d_g4p4.wgsl",
-        include_str!("../../kernels/conv2d_g4p4.wgsl"),
-    ),
-    (
-        "conv2d_g1p4.wgsl",
-        include_str!("../../kernels/conv2d_g1p4.wgsl"),
-    ),
-    (
-        "conv2d3x3_g4p8.wgsl",
-        include_str!("../../kernels/conv2d3x3_g4p8.wgsl"),
-    ),
-    (
-        "conv2d3x3_g2p8.wgsl",
-        include_str!("../../kernels/conv2d3x3_g2p8.wgsl"),
-    ),
-    (
-        "conv2d3x3_g4p4.wgsl",
-        include_str!("../../kernels/conv2d3x3_g4p4.wgsl"),
-    ),
-    (
-        "conv2d3x3_g1p4.wgsl",
-        include_str!("../../kernels/conv2d3x3_g1p4.wgsl"),
-    ),
-    (
-        "conv2d1x1_g4p8.wgsl",
-        include_str!("../../kernels/conv2d1x1_g4p8.wgsl"),
-    ),
-    (
-        "conv2d1x1_g2p8.wgsl",
-        include_str!("../../kernels/conv2d1x1_g2p8.wgsl"),
-    ),
-    (
-        "conv2d1x1_g4p4.wgsl",
-        include_str!("../../kernels/conv2d1x1_g4p4.wgsl"),
-    ),
-    (
-        "conv2d1x1_g1p4.wgsl",
-        include_str!("../../kernels/conv2d1x1_g1p4.wgsl"),
-    ),
-    (
-        "conv2d_g4p8_f16.wgsl",
-        include_str!("../../kernels/conv2d_g4p8_f16.wgsl"),
-    ),
-    (
-        "conv2d_g2p8_f16.wgsl",
-        include_str!("../../kernels/conv2d_g2p8_f16.wgsl"),
-    ),
-    (
-        "conv2d_g4p4_f16.wgsl",
-        include_str!("../../kernels/conv2d_g4p4_f16.wgsl"),
-    ),
-    (
-        "conv2d_g1p4_f16.wgsl",
-        include_str!("../../kernels/conv2d_g1p4_f16.wgsl"),
-    ),
-    (
-        "conv2d3x3_g4p8_f16.wgsl",
-        include_str!("../../kernels/conv2d3x3_g4p8_f16.wgsl"),
-    ),
-    (
-        "conv2d3x3_g2p8_f16.wgsl",
-        include_str!("../../kernels/conv2d3x3_g2p8_f16.wgsl"),
-    ),
-    (
-        "conv2d3x3_g4p4_f16.wgsl",
-        include_str!("../../kernels/conv2d3x3_g4p4_f16.wgsl"),
-    ),
-    (
-        "conv2d3x3_g1p4_f16.wgsl",
-        include_str!("../../kernels/conv2d3x3_g1p4_f16.wgsl"),
-    ),
-    (
-        "conv2d1x1_g4p8_f16.wgsl",
-        include_str!("../../kernels/conv2d1x1_g4p8_f16.wgsl"),
-    ),
-    (
-        "conv2d1x1_g2p8_f16.wgsl",
-        include_str!("../../kernels/conv2d1x1_g2p8_f16.wgsl"),
-    ),
-    (
-        "conv2d1x1_g4p4_f16.wgsl",
-        include_str!("../../kernels/conv2d1x1_g4p4_f16.wgsl"),
-    ),
-    (
-        "conv2d1x1_g1p4_f16.wgsl",
-        include_str!("../../kernels/conv2d1x1_g1p4_f16.wgsl"),
-    ),
-    (
-        "attention.wgsl",
-        include_str!("../../kernels/attention.wgsl"),
-    ),
-    (
-        "elementwise.wgsl",
-        include_str!("../../kernels/elementwise.wgsl"),
-    ),
-    ("linear.wgsl", include_str!("../../kernels/linear.wgsl")),
-    (
-        "linear_f16.wgsl",
-        include_str!("../../kernels/linear_f16.wgsl"),
-    ),
-    ("norm.wgsl", include_str!("../../kernels/norm.wgsl")),
-    (
-        "onehot_conv.wgsl",
-        include_str!("../../kernels/onehot_conv.wgsl"),
-    ),
-    ("resize.wgsl", include_str!("../../kernels/resize.wgsl")),
-    ("segmap.wgsl", include_str!("../../kernels/segmap.wgsl")),
-    ("spade.wgsl", include_str!("../../kernels/spade.wgsl")),
-    ("window.wgsl", include_str!("../../kernels/window.wgsl")),
-];
+include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
 
 /// A pipeline: its file, entry point and pipeline-overridable constants (name, value bits).
 type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
@@ -709,6 +590,7 @@ impl GpuContext {
         entry: &'static str,
         n_inputs: usize,
         constants: &[(&'static str, f64)],
+        check_params: fn(&str, &str) -> Result<()>,
     ) -> Result<Arc<(wgpu::ComputePipeline, usize)>> {
         let key: PipelineKey = (
             file,
@@ -723,6 +605,7 @@ impl GpuContext {
             .find(|(n, _)| *n == file)
             .map(|(_, s)| *s)
             .ok_or_else(|| anyhow!("unknown kernel file {file}"))?;
+        check_params(file, src)?;
         let module = {
             let mut modules = self.modules.lock().unwrap();
             modules
@@ -762,13 +645,13 @@ impl GpuContext {
 
     /// Records one dispatch of `file:entry` reading `inputs` (bindings 0..n), writing `output`
     /// (binding n) with the uniform `params` (binding n+1, 32-bit words).
-    pub fn dispatch(
+    pub fn dispatch<P: KernelParams>(
         &self,
         file: &'static str,
         entry: &'static str,
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
-        params: &[u32],
+        params: &P,
         groups: [u32; 3],
     ) -> Result<()> {
         self.dispatch_specialized(file, entry, &[], inputs, output, params, groups)
@@ -778,14 +661,14 @@ impl GpuContext {
     /// values is its own pipeline, compiled once: loop bounds that are constants let the driver
     /// unroll and keep per-invocation arrays in registers).
     #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_specialized(
+    pub fn dispatch_specialized<P: KernelParams>(
         &self,
         file: &'static str,
         entry: &'static str,
         constants: &[(&'static str, f64)],
         inputs: &[&wgpu::Buffer],
         output: &wgpu::Buffer,
-        params: &[u32],
+        params: &P,
         groups: [u32; 3],
     ) -> Result<()> {
         let max = self.limits.max_compute_workgroups_per_dimension;
@@ -797,17 +680,19 @@ impl GpuContext {
         if groups.contains(&0) {
             return Ok(());
         }
-        let p = self.pipeline(file, entry, inputs.len(), constants)?;
+        let p = self.pipeline(
+            file,
+            entry,
+            inputs.len(),
+            constants,
+            super::kernel_params::check::<P>,
+        )?;
         let (bgl, _) = self.layout(inputs.len());
-        let mut words = params.to_vec();
-        while !words.len().is_multiple_of(4) || words.is_empty() {
-            words.push(0);
-        }
         let ubuf = self
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: None,
-                contents: bytemuck::cast_slice(&words),
+                contents: bytemuck::bytes_of(params),
                 usage: wgpu::BufferUsages::UNIFORM,
             });
         let mut entries: Vec<wgpu::BindGroupEntry> = inputs

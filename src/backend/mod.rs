@@ -2,6 +2,7 @@
 //! [`crate::ops`]; each op runs its WGSL kernel on [`Device::Gpu`] or its Rust twin on [`Device::Cpu`].
 pub mod cpu;
 pub mod gpu;
+pub mod kernel_params;
 
 use anyhow::{Result, bail};
 use std::sync::Arc;

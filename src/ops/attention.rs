@@ -9,6 +9,17 @@ use crate::tensor::{Tensor, same_device};
 use anyhow::{Result, bail};
 use rayon::prelude::*;
 
+crate::kernel_params! {
+    /// attention.wgsl's `Params`.
+    pub struct AttentionParams {
+        pub lq: u32, pub lk: u32, pub heads: u32, pub d4: u32,
+        /// Bit 0: causal; bit 1: a key bias is bound.
+        pub flags: u32,
+        pub scale: f32,
+        pub _p0: u32, pub _p1: u32,
+    }
+}
+
 /// The largest head size the WGSL kernel keeps in registers.
 pub const GPU_MAX_HEAD_DIM: usize = 128;
 
@@ -97,16 +108,15 @@ pub fn attention(
             }
             let out = gpu_empty(&ctx, &[s.batch, s.lq, c])?;
             let flags = mask.causal as u32 | (mask.key_bias.is_some() as u32) << 1;
-            let params = [
-                s.lq as u32,
-                s.lk as u32,
-                s.heads as u32,
-                (s.head_dim / 4) as u32,
+            let params = AttentionParams {
+                lq: s.lq as u32,
+                lk: s.lk as u32,
+                heads: s.heads as u32,
+                d4: (s.head_dim / 4) as u32,
                 flags,
-                scale.to_bits(),
-                0,
-                0,
-            ];
+                scale,
+                ..Default::default()
+            };
             let bias = mask.key_bias.map(|b| b.buf()).unwrap_or(q.buf());
             let (rows, entry) = ATTN_BLOCKS
                 .into_iter()

@@ -160,6 +160,16 @@ impl ConvKernel {
     }
 }
 
+crate::kernel_params! {
+    /// The `Params` of every conv2d*.wgsl kernel (tools/gen_conv2d.py writes them all alike).
+    pub struct ConvParams {
+        pub n: u32, pub cin: u32, pub h: u32, pub w: u32,
+        pub cout: u32, pub oh: u32, pub ow: u32, pub cout4: u32,
+        pub kh: u32, pub kw: u32, pub stride: u32, pub pad: u32,
+        pub has_bias: u32, pub _p0: u32, pub _p1: u32, pub _p2: u32,
+    }
+}
+
 /// A convolution layer with its weights already on the device, packed for its kernel.
 pub struct Conv2d {
     pub cout: usize,
@@ -320,25 +330,23 @@ impl Conv2d {
                     .as_ref()
                     .map(|b| b.buf())
                     .unwrap_or(self.weight.buf());
-                let params = [
-                    n,
-                    c,
-                    h,
-                    w,
-                    self.cout,
-                    oh,
-                    ow,
-                    cout4,
-                    self.kh,
-                    self.kw,
-                    self.stride,
-                    self.pad,
-                    self.bias.is_some() as usize,
-                    0,
-                    0,
-                    0,
-                ]
-                .map(|v| v as u32);
+                let u = |v: usize| v as u32;
+                let params = ConvParams {
+                    n: u(n),
+                    cin: u(c),
+                    h: u(h),
+                    w: u(w),
+                    cout: u(self.cout),
+                    oh: u(oh),
+                    ow: u(ow),
+                    cout4: u(cout4),
+                    kh: u(self.kh),
+                    kw: u(self.kw),
+                    stride: u(self.stride),
+                    pad: u(self.pad),
+                    has_bias: self.bias.is_some() as u32,
+                    ..Default::default()
+                };
                 let kind = ConvKernel::for_shape(self.kh, self.kw, self.stride, self.pad);
                 let pixel_tiles = match kind {
                     // The row kernel's tiles do not cross output rows.

@@ -5,6 +5,11 @@ use crate::tensor::{Tensor, same_device};
 use anyhow::{Result, bail};
 use rayon::prelude::*;
 
+crate::kernel_params! {
+    /// elementwise.wgsl's `Params`.
+    pub struct ElementwiseParams { pub len: u32, pub op: u32, pub slope: f32, pub _p: u32 }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unary {
     Relu,
@@ -70,7 +75,12 @@ pub fn unary(x: &Tensor, op: Unary) -> Result<Tensor> {
                 "unary",
                 &[x.buf(), x.buf()],
                 y.buf(),
-                &[n as u32, code, f32::to_bits(slope), 0],
+                &ElementwiseParams {
+                    len: n as u32,
+                    op: code,
+                    slope,
+                    _p: 0,
+                },
                 groups_1d(n, 256),
             )?;
             Ok(y)
@@ -112,7 +122,10 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
                 "add",
                 &[a.buf(), b.buf()],
                 y.buf(),
-                &[n as u32, 0, 0, 0],
+                &ElementwiseParams {
+                    len: n as u32,
+                    ..Default::default()
+                },
                 groups_1d(n, 256),
             )?;
             Ok(y)

@@ -6,6 +6,14 @@ use crate::backend::{Device, WeightStorage};
 use crate::tensor::Tensor;
 use anyhow::{Result, bail};
 
+crate::kernel_params! {
+    /// linear.wgsl's and linear_f16.wgsl's `Params`.
+    pub struct LinearParams {
+        pub n: u32, pub fin: u32, pub fout: u32, pub has_bias: u32,
+        pub fout4: u32, pub _p0: u32, pub _p1: u32, pub _p2: u32,
+    }
+}
+
 pub struct Linear {
     pub fin: usize,
     pub fout: usize,
@@ -98,16 +106,14 @@ impl Linear {
                     .as_ref()
                     .map(|b| b.buf())
                     .unwrap_or(self.weight.buf());
-                let params = [
-                    n as u32,
-                    fin as u32,
-                    self.fout as u32,
-                    self.bias.is_some() as u32,
-                    super::conv2d::packed_cout4(self.fout) as u32,
-                    0,
-                    0,
-                    0,
-                ];
+                let params = LinearParams {
+                    n: n as u32,
+                    fin: fin as u32,
+                    fout: self.fout as u32,
+                    has_bias: self.bias.is_some() as u32,
+                    fout4: super::conv2d::packed_cout4(self.fout) as u32,
+                    ..Default::default()
+                };
                 ctx.dispatch(
                     match self.storage {
                         WeightStorage::F32 => "linear.wgsl",

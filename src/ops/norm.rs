@@ -11,6 +11,14 @@ use rayon::prelude::*;
 
 pub const EPS: f32 = 1e-5;
 
+crate::kernel_params! {
+    /// norm.wgsl's `Params` (layer norm: `n` rows of `c` values).
+    pub struct NormParams {
+        pub n: u32, pub c: u32, pub hw: u32, pub per_sample: u32,
+        pub eps: f32, pub _p0: u32, pub _p1: u32, pub _p2: u32,
+    }
+}
+
 /// The `param_free_norm` of a SPADE layer.
 pub enum ParamFreeNorm {
     /// BatchNorm2d(affine=False) in eval mode: `stats` = scale[C] ++ shift[C], folded at load.
@@ -97,7 +105,14 @@ pub fn instance_stats(x: &Tensor) -> Result<Tensor> {
             } else {
                 [65535, planes.div_ceil(65535) as u32, 1]
             };
-            let params = [n as u32, c as u32, hw as u32, 1, EPS.to_bits(), 0, 0, 0];
+            let params = NormParams {
+                n: n as u32,
+                c: c as u32,
+                hw: hw as u32,
+                per_sample: 1,
+                eps: EPS,
+                ..Default::default()
+            };
             ctx.dispatch(
                 "norm.wgsl",
                 "instance_stats",
@@ -161,16 +176,14 @@ pub fn channel_affine(x: &Tensor, stats: &Tensor, per_sample: bool) -> Result<Te
         }
         Device::Gpu(ctx) => {
             let y = gpu_empty(&ctx, x.shape())?;
-            let params = [
-                n as u32,
-                c as u32,
-                hw as u32,
-                per_sample as u32,
-                EPS.to_bits(),
-                0,
-                0,
-                0,
-            ];
+            let params = NormParams {
+                n: n as u32,
+                c: c as u32,
+                hw: hw as u32,
+                per_sample: per_sample as u32,
+                eps: EPS,
+                ..Default::default()
+            };
             ctx.dispatch(
                 "norm.wgsl",
                 "channel_affine",
@@ -204,7 +217,12 @@ pub fn layer_norm(x: &Tensor, gamma_beta: &Tensor, eps: f32) -> Result<Tensor> {
         )),
         Device::Gpu(ctx) => {
             let y = gpu_empty(&ctx, x.shape())?;
-            let params = [rows as u32, c as u32, 0, 0, eps.to_bits(), 0, 0, 0];
+            let params = NormParams {
+                n: rows as u32,
+                c: c as u32,
+                eps,
+                ..Default::default()
+            };
             ctx.dispatch(
                 "norm.wgsl",
                 "layer_norm",

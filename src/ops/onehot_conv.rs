@@ -10,6 +10,15 @@ use crate::tensor::Tensor;
 use anyhow::{Result, bail};
 use rayon::prelude::*;
 
+crate::kernel_params! {
+    /// onehot_conv.wgsl's `Params`.
+    pub struct OneHotConvParams {
+        pub h: u32, pub w: u32, pub channels: u32, pub cout: u32,
+        pub cout4: u32, pub kh: u32, pub kw: u32, pub pad: u32,
+        pub has_edge: u32, pub edge_ch: u32, pub relu: u32, pub _p1: u32,
+    }
+}
+
 pub struct OneHotConv {
     pub cout: usize,
     /// Input channels of the dense equivalent: one-hot classes (+1 edge channel if `has_edge`).
@@ -88,21 +97,21 @@ impl OneHotConv {
             Device::Gpu(ctx) => {
                 let y = gpu_empty(&ctx, &[1, self.cout, h, w])?;
                 let cout4 = self.cout.div_ceil(4);
-                let params = [
-                    h,
-                    w,
-                    self.channels,
-                    self.cout,
-                    cout4,
-                    self.kh,
-                    self.kw,
-                    self.pad,
-                    self.has_edge as usize,
-                    self.channels - 1,
-                    self.relu as usize,
-                    0,
-                ]
-                .map(|v| v as u32);
+                let u = |v: usize| v as u32;
+                let params = OneHotConvParams {
+                    h: u(h),
+                    w: u(w),
+                    channels: u(self.channels),
+                    cout: u(self.cout),
+                    cout4: u(cout4),
+                    kh: u(self.kh),
+                    kw: u(self.kw),
+                    pad: u(self.pad),
+                    has_edge: self.has_edge as u32,
+                    edge_ch: u(self.channels - 1),
+                    relu: self.relu as u32,
+                    _p1: 0,
+                };
                 let py = (h * w).div_ceil(64);
                 let groups = [
                     cout4.div_ceil(4) as u32,

@@ -5,6 +5,14 @@ use crate::tensor::Tensor;
 use anyhow::{Result, bail};
 use rayon::prelude::*;
 
+crate::kernel_params! {
+    /// resize.wgsl's `Params` (`rule` 1: PIL's center rule, 0: torch's).
+    pub struct ResizeParams {
+        pub planes: u32, pub ih: u32, pub iw: u32, pub oh: u32,
+        pub ow: u32, pub rule: u32, pub _p0: u32, pub _p1: u32,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NearestRule {
     /// `F.interpolate(mode='nearest')`: src = floor(dst · (in/out)), scale in f32 (top-left).
@@ -37,17 +45,15 @@ pub fn resize_nearest(x: &Tensor, oh: usize, ow: usize, rule: NearestRule) -> Re
         )),
         Device::Gpu(ctx) => {
             let y = gpu_empty(&ctx, &[n, c, oh, ow])?;
-            let params = [
-                n * c,
-                h,
-                w,
-                oh,
-                ow,
-                (rule == NearestRule::Pil) as usize,
-                0,
-                0,
-            ]
-            .map(|v| v as u32);
+            let params = ResizeParams {
+                planes: (n * c) as u32,
+                ih: h as u32,
+                iw: w as u32,
+                oh: oh as u32,
+                ow: ow as u32,
+                rule: (rule == NearestRule::Pil) as u32,
+                ..Default::default()
+            };
             ctx.dispatch(
                 "resize.wgsl",
                 "nearest",

@@ -5,6 +5,11 @@ use crate::backend::{Device, gpu::groups_1d};
 use crate::tensor::Tensor;
 use anyhow::{Result, bail};
 
+crate::kernel_params! {
+    /// segmap.wgsl's `Params`.
+    pub struct SegmapParams { pub h: u32, pub w: u32, pub classes: u32, pub edge_ch: u32 }
+}
+
 /// Builds `[1, channels, h, w]`: channels `0..classes` one-hot from `labels`, and when `instance`
 /// is given, its edge map in the last channel (`channels == classes + 1`).
 pub fn seg_input(
@@ -53,7 +58,12 @@ pub fn seg_input(
         Device::Gpu(ctx) => {
             let out = gpu_empty(ctx, &[1, channels, h, w])?;
             let ids = ctx.upload_bytes(bytemuck::cast_slice(labels))?;
-            let params = [h as u32, w as u32, classes as u32, classes as u32];
+            let params = SegmapParams {
+                h: h as u32,
+                w: w as u32,
+                classes: classes as u32,
+                edge_ch: classes as u32,
+            };
             ctx.dispatch(
                 "segmap.wgsl",
                 "one_hot",

@@ -7,6 +7,15 @@ use crate::tensor::{Tensor, same_device};
 use anyhow::{Result, bail};
 use rayon::prelude::*;
 
+crate::kernel_params! {
+    /// spade.wgsl's `Params`.
+    pub struct SpadeParams {
+        pub n: u32, pub c: u32, pub hw: u32, pub per_sample: u32,
+        /// 1: leaky-ReLU with `slope` after the modulation.
+        pub act: u32, pub slope: f32, pub _p0: u32, pub _p1: u32,
+    }
+}
+
 /// `gb` holds gamma (channels 0..C) then beta (channels C..2C), as produced by one conv with
 /// 2C outputs (mlp_gamma and mlp_beta stacked). `slope` applies leaky-ReLU when given.
 pub fn modulate(
@@ -61,16 +70,15 @@ pub fn modulate(
         }
         Device::Gpu(ctx) => {
             let y = gpu_empty(&ctx, x.shape())?;
-            let params = [
-                n as u32,
-                c as u32,
-                hw as u32,
-                per_sample as u32,
-                slope.is_some() as u32,
-                slope.unwrap_or(0.0).to_bits(),
-                0,
-                0,
-            ];
+            let params = SpadeParams {
+                n: n as u32,
+                c: c as u32,
+                hw: hw as u32,
+                per_sample: per_sample as u32,
+                act: slope.is_some() as u32,
+                slope: slope.unwrap_or(0.0),
+                ..Default::default()
+            };
             ctx.dispatch(
                 "spade.wgsl",
                 "modulate",

@@ -4,6 +4,16 @@ use crate::backend::{Device, gpu::groups_1d};
 use crate::tensor::Tensor;
 use anyhow::{Result, bail};
 
+crate::kernel_params! {
+    /// window.wgsl's `Params`: a `bh`×`bw` box of `planes` planes from the `sh`×`sw` source at
+    /// (`sy0`, `sx0`) to the `dh`×`dw` destination at (`dy0`, `dx0`).
+    pub struct WindowParams {
+        pub planes: u32, pub bh: u32, pub bw: u32, pub _p0: u32,
+        pub sh: u32, pub sw: u32, pub sy0: u32, pub sx0: u32,
+        pub dh: u32, pub dw: u32, pub dy0: u32, pub dx0: u32,
+    }
+}
+
 /// A box of `h` × `w` pixels with its top-left corner at (`y`, `x`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PixRect {
@@ -53,10 +63,21 @@ pub fn paste(
             Ok(())
         }
         (Device::Gpu(ctx), Device::Gpu(_)) => {
-            let params = [
-                planes, at.h, at.w, 0, sh, sw, src_y, src_x, dh, dw, at.y, at.x,
-            ]
-            .map(|v| v as u32);
+            let u = |v: usize| v as u32;
+            let params = WindowParams {
+                planes: u(planes),
+                bh: u(at.h),
+                bw: u(at.w),
+                _p0: 0,
+                sh: u(sh),
+                sw: u(sw),
+                sy0: u(src_y),
+                sx0: u(src_x),
+                dh: u(dh),
+                dw: u(dw),
+                dy0: u(at.y),
+                dx0: u(at.x),
+            };
             ctx.dispatch(
                 "window.wgsl",
                 "paste",
