@@ -9,9 +9,9 @@
 //! mark (VmHWM) and, on the GPU, peak device buffer bytes.
 use spadework::backend::WeightStorage;
 use spadework::backend::{BackendChoice, Device};
-use spadework::io::labels::PreparedMap;
 use spadework::models::SpadeConfig;
-use spadework::render::Model;
+use spadework::models::spade::input::PreparedMap;
+use spadework::pipelines::spade::SpadePipeline;
 use spadework::weights::WeightStore;
 use std::time::Instant;
 
@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
         }
         None => {
             let cfg = SpadeConfig::preset(&preset)?;
-            (Model::random_store(&cfg, 1)?, cfg)
+            (SpadePipeline::random_store(&cfg, 1)?, cfg)
         }
     };
     let gflop = spadework::models::spade::generator_flops(&cfg)? / 1e9;
@@ -50,10 +50,10 @@ fn main() -> anyhow::Result<()> {
     let map = match arg(&args, "--map") {
         Some(m) => {
             let inst = arg(&args, "--instance")
-                .map(|p| spadework::io::labels::read_map_png(p.as_ref()))
+                .map(|p| spadework::io::map_png::read_map_png(p.as_ref()))
                 .transpose()?;
-            let read = spadework::io::labels::read_map_png(m.as_ref())?;
-            spadework::io::labels::prepare(
+            let read = spadework::io::map_png::read_map_png(m.as_ref())?;
+            spadework::models::spade::input::prepare(
                 &cfg,
                 &read,
                 &m,
@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
     for (i, choice) in choices.into_iter().enumerate() {
         let device = Device::select(choice, arg(&args, "--adapter").as_deref())?;
         eprintln!("{preset}: {}", device.describe());
-        let model = Model::from_store(
+        let model = SpadePipeline::from_store(
             store.as_ref().expect("kept until the last model"),
             &device,
             WeightStorage::F32,

@@ -1,10 +1,10 @@
 //! `spadework bench`: the same workloads on every adapter wgpu finds and on the CPU backend, with
 //! warm-up, medians, GFLOP/s, peak memory, a table and JSON for comparing machines.
 use crate::backend::{Device, GpuContext, WeightStorage};
-use crate::io::labels::PreparedMap;
+use crate::models::spade::input::PreparedMap;
 use crate::models::{ClipTextConfig, ClipTextEncoder, SpadeConfig};
 use crate::ops::{self, Conv2d, OneHotConv, ParamFreeNorm};
-use crate::render::Model;
+use crate::pipelines::spade::SpadePipeline;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::vars::Vars;
@@ -377,8 +377,8 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
             let flop = crate::models::spade::generator_flops_executed(&cfg)?;
             let dense_flop = crate::models::spade::generator_flops(&cfg)?;
             // The weights are dropped once the model is built, as `spadework render` does.
-            let build = |st: WeightStorage| -> Result<Model> {
-                Model::build(&Vars::random(1, d).with_storage(st), cfg.clone())
+            let build = |st: WeightStorage| -> Result<SpadePipeline> {
+                SpadePipeline::build(&Vars::random(1, d).with_storage(st), cfg.clone())
             };
             let (h, w) = cfg.map_size();
             let labels = (0..h * w)
@@ -456,9 +456,9 @@ fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
 }
 
 /// The built-in demo model (without one, random weights with its architecture).
-fn demo_model(d: &Device) -> Result<Model> {
-    let store = match crate::render::DEMO_MODEL {
-        Some(_) => crate::render::load_store(None)?,
+fn demo_model(d: &Device) -> Result<SpadePipeline> {
+    let store = match crate::pipelines::spade::DEMO_MODEL {
+        Some(_) => crate::pipelines::spade::load_store(None)?,
         None => {
             let classes = serde_json::from_str(include_str!("../maps/classes.json"))?;
             let cfg = SpadeConfig {
@@ -471,10 +471,10 @@ fn demo_model(d: &Device) -> Result<Model> {
                 classes,
                 ..SpadeConfig::nvlabs_defaults()
             };
-            Model::random_store(&cfg, 1)?
+            SpadePipeline::random_store(&cfg, 1)?
         }
     };
-    Model::from_store(&store, d, WeightStorage::F32)
+    SpadePipeline::from_store(&store, d, WeightStorage::F32)
 }
 
 /// Two 256² canvases as the painter holds them: sky over grass with a lake, and the same after

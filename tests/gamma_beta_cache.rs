@@ -2,9 +2,9 @@
 //! must give the same image as a render from scratch.
 mod common;
 use spadework::backend::{Device, WeightStorage};
-use spadework::io::labels::PreparedMap;
 use spadework::models::SpadeConfig;
-use spadework::render::{Model, ZSource};
+use spadework::models::spade::input::PreparedMap;
+use spadework::pipelines::spade::{SpadePipeline, ZSource};
 
 fn cfg(no_instance: bool) -> SpadeConfig {
     SpadeConfig {
@@ -28,7 +28,7 @@ fn map(seed: u32) -> Vec<u32> {
         .collect()
 }
 
-fn render(m: &Model, labels: &[u32], seed: u64) -> Vec<f32> {
+fn render(m: &SpadePipeline, labels: &[u32], seed: u64) -> Vec<f32> {
     let p = PreparedMap {
         h: 64,
         w: 64,
@@ -43,10 +43,11 @@ fn cached_gamma_beta_match_a_full_render_after_edits_and_style_changes() {
     for device in common::devices() {
         for no_instance in [true, false] {
             let c = cfg(no_instance);
-            let store = spadework::render::Model::random_store(&c, 11).unwrap();
-            let cached = Model::from_store(&store, &device, WeightStorage::F32).unwrap();
+            let store = spadework::pipelines::spade::SpadePipeline::random_store(&c, 11).unwrap();
+            let cached = SpadePipeline::from_store(&store, &device, WeightStorage::F32).unwrap();
             cached.generator.set_gamma_beta_cache(true);
-            let fresh = Model::from_store(&store, &Device::Cpu, WeightStorage::F32).unwrap();
+            let fresh =
+                SpadePipeline::from_store(&store, &Device::Cpu, WeightStorage::F32).unwrap();
             let mut labels = map(3);
             let check = |labels: &[u32], seed: u64, what: &str| {
                 let a = render(&cached, labels, seed);

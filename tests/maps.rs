@@ -3,9 +3,10 @@
 //! the model does not know is refused naming its classes (or remapped with --unknown-as).
 mod common;
 use spadework::backend::{Device, WeightStorage};
-use spadework::io::labels::{self, Pixels};
+use spadework::io::map_png::{self, Pixels};
 use spadework::models::SpadeConfig;
-use spadework::models::config::ClassInfo;
+use spadework::models::spade::config::ClassInfo;
+use spadework::models::spade::input as labels;
 use std::path::PathBuf;
 
 fn maps_dir() -> PathBuf {
@@ -30,9 +31,13 @@ fn landscape_cfg() -> SpadeConfig {
 #[test]
 fn every_example_map_renders_with_a_class_list_model() {
     let cfg = landscape_cfg();
-    let store = spadework::render::Model::random_store(&cfg, 3).unwrap();
-    let model =
-        spadework::render::Model::from_store(&store, &Device::Cpu, WeightStorage::F32).unwrap();
+    let store = spadework::pipelines::spade::SpadePipeline::random_store(&cfg, 3).unwrap();
+    let model = spadework::pipelines::spade::SpadePipeline::from_store(
+        &store,
+        &Device::Cpu,
+        WeightStorage::F32,
+    )
+    .unwrap();
     let mut seen = vec![false; cfg.label_nc];
     let mut n = 0;
     for e in std::fs::read_dir(maps_dir()).unwrap() {
@@ -41,7 +46,7 @@ fn every_example_map_renders_with_a_class_list_model() {
         if !name.ends_with(".png") || name.ends_with("_render.png") {
             continue;
         }
-        let map = labels::read_map_png(&p).unwrap();
+        let map = map_png::read_map_png(&p).unwrap();
         assert!(
             matches!(map.pixels, Pixels::Ids(_)),
             "{name} should be a palette PNG of ids"
@@ -65,7 +70,7 @@ fn every_example_map_renders_with_a_class_list_model() {
 #[test]
 fn colour_coded_copy_gives_the_same_labels_and_unknown_ids_are_named() {
     let cfg = landscape_cfg();
-    let map = labels::read_map_png(&maps_dir().join("lake.png")).unwrap();
+    let map = map_png::read_map_png(&maps_dir().join("lake.png")).unwrap();
     let Pixels::Ids(ids) = &map.pixels else {
         panic!()
     };
@@ -73,7 +78,7 @@ fn colour_coded_copy_gives_the_same_labels_and_unknown_ids_are_named() {
         .iter()
         .map(|&id| cfg.classes.iter().find(|c| c.id == id).unwrap().color)
         .collect();
-    let colour = labels::MapImage {
+    let colour = map_png::MapImage {
         width: map.width,
         height: map.height,
         pixels: Pixels::Rgb(rgb),
@@ -84,7 +89,7 @@ fn colour_coded_copy_gives_the_same_labels_and_unknown_ids_are_named() {
 
     let mut bad = ids.clone();
     bad[0] = 150; // ADE "flag": not a landscape class
-    let bad = labels::MapImage {
+    let bad = map_png::MapImage {
         width: map.width,
         height: map.height,
         pixels: Pixels::Ids(bad),
@@ -138,7 +143,7 @@ fn built_in_model_renders_the_example_maps() {
     let img = image::open(&out).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (128, 128));
     // Mean colour of each class region (the map is 256², the output 128²).
-    let map = labels::read_map_png(&maps_dir().join("lake.png")).unwrap();
+    let map = map_png::read_map_png(&maps_dir().join("lake.png")).unwrap();
     let Pixels::Ids(ids) = map.pixels else {
         panic!()
     };

@@ -4,7 +4,7 @@
 //! autosave, and that a second start restores the painting.
 #![cfg(feature = "paint")]
 use spadework::models::SpadeConfig;
-use spadework::models::config::ClassInfo;
+use spadework::models::spade::config::ClassInfo;
 use spadework::paint::files::{Palette, open_map};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -104,7 +104,7 @@ fn paint_window_replay_edits_renders_autosaves_and_restores() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = landscape_cfg();
     let weights = dir.join("model.safetensors");
-    spadework::render::Model::random_store(&cfg, 5)
+    spadework::pipelines::spade::SpadePipeline::random_store(&cfg, 5)
         .unwrap()
         .save(&weights)
         .unwrap();

@@ -131,7 +131,7 @@ fn style_encoder_mu_matches_reference() {
     cfg.use_vae = true;
     cfg.norm_g = "spectralspadeinstance3x3".parse().unwrap();
     cfg.ngf = 0;
-    let store = spadework::weights::convert::convert(
+    let store = spadework::models::spade::convert::convert(
         &dir.join("latest_net_G.pth"),
         Some(&dir.join("latest_net_E.pth")),
         cfg,
@@ -140,7 +140,7 @@ fn style_encoder_mu_matches_reference() {
     let (_, mu_ref) = spadework::io::npy::read_f32(&dir.join("expected_mu.npy")).unwrap();
     let (_, lv_ref) = spadework::io::npy::read_f32(&dir.join("expected_logvar.npy")).unwrap();
     for d in devices() {
-        let m = spadework::render::Model::from_store(
+        let m = spadework::pipelines::spade::SpadePipeline::from_store(
             &store,
             &d,
             spadework::backend::WeightStorage::F32,

@@ -1,7 +1,7 @@
-//! Files in and out: label/instance maps and the NVlabs input pipeline ([`labels`]), output and
-//! style images ([`image`]), numpy arrays ([`npy`]); atomic writes and per-user directories.
+//! Files in and out: label/instance map PNGs ([`map_png`]), output and style images ([`image`]),
+//! numpy arrays ([`npy`]); atomic writes and per-user directories. Knows no model.
 pub mod image;
-pub mod labels;
+pub mod map_png;
 pub mod npy;
 
 use anyhow::{Context, Result};

@@ -1,11 +1,7 @@
-//! Networks, one file per concept.
-pub mod classes;
-pub mod clip_text;
-pub mod config;
-pub mod encoder;
+//! Networks, one directory per model family and one file per concept, each layer built from the
+//! checkpoint's keys through the prefix loader ([`crate::weights::vars`]).
+pub mod clip;
 pub mod spade;
 
-pub use clip_text::{ClipTextConfig, ClipTextEncoder};
-pub use config::SpadeConfig;
-pub use encoder::ConvEncoder;
-pub use spade::SpadeGenerator;
+pub use clip::{ClipTextConfig, ClipTextEncoder};
+pub use spade::{ConvEncoder, SpadeConfig, SpadeGenerator};

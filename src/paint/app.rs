@@ -8,7 +8,7 @@ use super::replay::{Replay, Script, Step};
 use super::worker::{Event as WorkerEvent, ModelRenderer, Renderer, Request, Style, Worker};
 use crate::backend::{BackendChoice, Device};
 use crate::models::SpadeConfig;
-use crate::render::Model;
+use crate::pipelines::spade::SpadePipeline;
 use crate::weights::WeightStore;
 use anyhow::{Context, Result};
 use eframe::egui::{self, Color32, Key, Pos2, Rect, Sense, Vec2};
@@ -234,7 +234,7 @@ impl PaintApp {
         let worker = Worker::spawn(
             move || {
                 let device = Device::select(backend, adapter.as_deref())?;
-                let model = Model::from_store(&store, &device, gpu_weights)?;
+                let model = SpadePipeline::from_store(&store, &device, gpu_weights)?;
                 Ok(Box::new(ModelRenderer::new(model)) as Box<dyn Renderer>)
             },
             Box::new(move || ctx.request_repaint()),

@@ -3,7 +3,7 @@
 //! autosave silently: the old one is moved to a timestamped backup first (the last 20 are kept).
 use super::canvas::Canvas;
 use super::files::save_ids_png;
-use crate::io::labels::{self, Pixels};
+use crate::io::map_png::{self, Pixels};
 use crate::io::{UserDir, user_dir, write_atomic};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,7 @@ impl Autosave {
         if !p.exists() {
             return Ok(None);
         }
-        let img = labels::read_map_png(&p)?;
+        let img = map_png::read_map_png(&p)?;
         let Pixels::Ids(ids) = img.pixels else {
             anyhow::bail!("{}: not a label-id PNG", p.display());
         };

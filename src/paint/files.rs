@@ -2,9 +2,9 @@
 //! palette PNG in the model's colours or as a label-id grayscale PNG. Writes go to a temporary
 //! file first and are renamed into place, so a crash never leaves half a file.
 use super::canvas::Canvas;
-use crate::io::labels::{self, Pixels};
+use crate::io::map_png::{self, Pixels};
 use crate::models::SpadeConfig;
-use crate::models::config::ClassInfo;
+use crate::models::spade::config::ClassInfo;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -139,7 +139,7 @@ pub struct OpenReport {
 /// model does not know are kept as they are (the caller marks them); unknown RGB colours
 /// become [`UNKNOWN_COLOR_ID`] and are reported.
 pub fn open_map(path: &Path, palette: &Palette) -> Result<(Canvas, OpenReport)> {
-    let img = labels::read_map_png(path)?;
+    let img = map_png::read_map_png(path)?;
     let mut report = OpenReport::default();
     let ids = match img.pixels {
         Pixels::Ids(v) => v,

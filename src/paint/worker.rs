@@ -3,8 +3,9 @@
 //! newer request arrived is dropped instead of shown. Errors and panics come back as events, so a
 //! failed render never takes the painting with it.
 use super::canvas::Canvas;
-use crate::io::labels::{self, MapImage, Pixels};
-use crate::render::{Model, ZSource};
+use crate::io::map_png::{MapImage, Pixels};
+use crate::models::spade::input as labels;
+use crate::pipelines::spade::{SpadePipeline, ZSource};
 use anyhow::{Result, bail};
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -191,13 +192,13 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 /// The SPADE model as a [`Renderer`]: the painting goes through the same `prepare` as
 /// `spadework render` (so the preview equals what the CLI renders from the saved map).
 pub struct ModelRenderer {
-    pub model: Model,
+    pub model: SpadePipeline,
     known: HashSet<u32>,
     style_cache: Option<(PathBuf, Vec<f32>)>,
 }
 
 impl ModelRenderer {
-    pub fn new(model: Model) -> ModelRenderer {
+    pub fn new(model: SpadePipeline) -> ModelRenderer {
         // Strokes change a small part of the map and styles change z only: keep γ/β.
         model.generator.set_gamma_beta_cache(true);
         let known = super::files::Palette::for_model(&model.cfg)

@@ -1,6 +1,6 @@
-//! Weights: safetensors in and out ([`store`]), the safe `.pth` reader ([`torch_pickle`]) and the
-//! NVlabs checkpoint converter ([`convert`]).
-pub mod convert;
+//! Weights: safetensors in and out, mapped and decoded lazily ([`store`], through one dtype table,
+//! [`dtype`]), the prefix loader every model builds its layers with ([`vars`]) and the safe `.pth`
+//! reader ([`torch_pickle`]).
 pub mod dtype;
 pub mod store;
 pub mod torch_pickle;

@@ -1,7 +1,8 @@
-//! A loaded model file (generator + optional style encoder) and the render pipeline the CLI, the
-//! tests and the benches share.
+//! The SPADE pipeline: a model file (generator and, when it has one, the VAE style encoder), a
+//! prepared label map and a style in, an image out. The CLI, the paint tool, the tests and the
+//! benches all render through it.
 use crate::backend::{Device, WeightStorage};
-use crate::io::labels::PreparedMap;
+use crate::models::spade::input::PreparedMap;
 use crate::models::{ConvEncoder, SpadeConfig, SpadeGenerator};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -14,7 +15,7 @@ use std::path::Path;
 /// ADE20K landscape classes) with its style encoder, trained by `tools/train_landscape.py` on the
 /// procedural world of `tools/landscape.py`, stored as int8 weights with per-channel scales.
 #[cfg(demo_model)]
-pub static DEMO_MODEL: Option<&[u8]> = Some(include_bytes!("../assets/landscape.safetensors"));
+pub static DEMO_MODEL: Option<&[u8]> = Some(include_bytes!("../../assets/landscape.safetensors"));
 #[cfg(not(demo_model))]
 pub static DEMO_MODEL: Option<&[u8]> = None;
 
@@ -34,7 +35,7 @@ pub fn load_store(path: Option<&Path>) -> Result<WeightStore> {
     }
 }
 
-pub struct Model {
+pub struct SpadePipeline {
     pub cfg: SpadeConfig,
     pub generator: SpadeGenerator,
     pub encoder: Option<ConvEncoder>,
@@ -47,9 +48,9 @@ pub enum ZSource {
     Seed(u64),
 }
 
-impl Model {
+impl SpadePipeline {
     /// The model file at `path` on `device`, its GPU weights stored as `storage` says.
-    pub fn load(path: &Path, device: &Device, storage: WeightStorage) -> Result<Model> {
+    pub fn load(path: &Path, device: &Device, storage: WeightStorage) -> Result<SpadePipeline> {
         let store = WeightStore::load(path)?;
         Self::from_store(&store, device, storage)
     }
@@ -69,7 +70,7 @@ impl Model {
         store: &WeightStore,
         device: &Device,
         storage: WeightStorage,
-    ) -> Result<Model> {
+    ) -> Result<SpadePipeline> {
         let cfg = Self::config_of(store)?;
         let vars = Vars::new(store, device).with_storage(storage);
         let model = Self::build(&vars, cfg)?;
@@ -78,14 +79,14 @@ impl Model {
     }
 
     /// Generator `fc.*`, `head_0.*`, … and, when the config has one, the style encoder `netE.*`.
-    pub fn build(vars: &Vars, cfg: SpadeConfig) -> Result<Model> {
+    pub fn build(vars: &Vars, cfg: SpadeConfig) -> Result<SpadePipeline> {
         let generator = SpadeGenerator::load(vars, &cfg)?;
         let encoder = if cfg.has_encoder {
             Some(ConvEncoder::load(&vars.pp("netE"), &cfg)?)
         } else {
             None
         };
-        Ok(Model {
+        Ok(SpadePipeline {
             cfg,
             generator,
             encoder,

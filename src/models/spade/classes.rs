@@ -15,9 +15,9 @@ pub const BUILTIN: [&str; 3] = ["ade20k", "cocostuff", "cityscapes"];
 /// The built-in class list called `name` ("ade20k", "cocostuff" or "coco", "cityscapes").
 pub fn builtin(name: &str) -> Option<Vec<ClassInfo>> {
     let json = match name {
-        "ade20k" => include_str!("../../assets/classes/ade20k.json"),
-        "cocostuff" | "coco" => include_str!("../../assets/classes/cocostuff.json"),
-        "cityscapes" => include_str!("../../assets/classes/cityscapes.json"),
+        "ade20k" => include_str!("../../../assets/classes/ade20k.json"),
+        "cocostuff" | "coco" => include_str!("../../../assets/classes/cocostuff.json"),
+        "cityscapes" => include_str!("../../../assets/classes/cityscapes.json"),
         _ => return None,
     };
     let mut classes: Vec<ClassInfo> = serde_json::from_str(json).expect("built-in class table");
@@ -55,7 +55,7 @@ mod tests {
     #[test]
     fn ade20k_table_agrees_with_the_demo_maps() {
         let demo: Vec<ClassInfo> =
-            serde_json::from_str(include_str!("../../maps/classes.json")).unwrap();
+            serde_json::from_str(include_str!("../../../maps/classes.json")).unwrap();
         let ade = builtin("ade20k").unwrap();
         for d in demo {
             assert_eq!(ade[d.id as usize], d);

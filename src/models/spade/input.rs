@@ -1,95 +1,14 @@
-//! Label and instance maps, read exactly as NVlabs `test.py` does (SPADE_SPEC §4):
-//! 8/16-bit grayscale PNGs give ids, palette PNGs give their indices (PIL mode 'P'), RGB maps are
-//! mapped through the model's palette; PIL-nearest resize to the model size; 255 → dontcare; no
-//! ADE20K shift; the instance map becomes the edge channel.
+//! The generator's input: label and instance maps prepared exactly as NVlabs `test.py` does
+//! (SPADE_SPEC §4): ids from grayscale or palette PNGs (`crate::io::map_png`), RGB maps mapped
+//! through the model's palette; PIL-nearest resize to the model size; 255 → dontcare; no ADE20K
+//! shift; the instance map becomes the edge channel.
+use super::config::SpadeConfig;
 use crate::backend::Device;
-use crate::models::SpadeConfig;
+use crate::io::map_png::{MapImage, Pixels};
 use crate::ops::{self, NearestRule};
 use crate::tensor::Tensor;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
-use std::path::Path;
-
-pub enum Pixels {
-    /// Label (or instance) ids: gray values or palette indices.
-    Ids(Vec<u32>),
-    /// A colour-coded map, to be looked up in the model's palette.
-    Rgb(Vec<[u8; 3]>),
-}
-
-pub struct MapImage {
-    pub width: usize,
-    pub height: usize,
-    pub pixels: Pixels,
-}
-
-/// Reads a label/instance PNG without any colour conversion.
-pub fn read_map_png(path: &Path) -> Result<MapImage> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read map {}", path.display()))?;
-    decode_map_png(&bytes).with_context(|| {
-        format!(
-            "{}: not a readable PNG label map (maps must be lossless PNG)",
-            path.display()
-        )
-    })
-}
-
-pub fn decode_map_png(bytes: &[u8]) -> Result<MapImage> {
-    let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
-    dec.set_transformations(png::Transformations::IDENTITY);
-    let mut reader = dec.read_info()?;
-    let size = reader.output_buffer_size().context("image too large")?;
-    let mut buf = vec![0u8; size];
-    let info = reader.next_frame(&mut buf)?;
-    let (w, h) = (info.width as usize, info.height as usize);
-    let depth = info.bit_depth as usize;
-    let line = info.line_size;
-    use png::ColorType::*;
-    let channels = match info.color_type {
-        Grayscale | Indexed => 1,
-        GrayscaleAlpha => 2,
-        Rgb => 3,
-        Rgba => 4,
-    };
-    // Sample `c` of pixel (x, y), at the file's bit depth.
-    let sample = |x: usize, y: usize, c: usize| -> u32 {
-        let row = &buf[y * line..(y + 1) * line];
-        match depth {
-            16 => {
-                let i = (x * channels + c) * 2;
-                u16::from_be_bytes([row[i], row[i + 1]]) as u32
-            }
-            8 => row[x * channels + c] as u32,
-            d => {
-                let bit = x * d;
-                ((row[bit / 8] >> (8 - d - bit % 8)) & ((1 << d) - 1) as u8) as u32
-            }
-        }
-    };
-    let pixels = match info.color_type {
-        Grayscale | GrayscaleAlpha | Indexed => Pixels::Ids(
-            (0..h)
-                .flat_map(|y| (0..w).map(move |x| (x, y)))
-                .map(|(x, y)| sample(x, y, 0))
-                .collect(),
-        ),
-        Rgb | Rgba => {
-            let shift = if depth == 16 { 8 } else { 0 };
-            Pixels::Rgb(
-                (0..h)
-                    .flat_map(|y| (0..w).map(move |x| (x, y)))
-                    .map(|(x, y)| [0, 1, 2].map(|c| (sample(x, y, c) >> shift) as u8))
-                    .collect(),
-            )
-        }
-    };
-    Ok(MapImage {
-        width: w,
-        height: h,
-        pixels,
-    })
-}
 
 /// Colour-coded map → ids through the model's palette; unknown colours are reported with counts.
 pub fn colors_to_ids(rgb: &[[u8; 3]], cfg: &SpadeConfig, what: &str) -> Result<Vec<u32>> {
@@ -340,10 +259,63 @@ impl PreparedMap {
     }
 }
 
+/// The input map at every resolution the blocks need, each resized once from the full map with
+/// the `F.interpolate` nearest rule; with `keep_host`, also a host copy of each level (one
+/// download of the full map, resized by the CPU twin) for the γ/β cache.
+pub struct SegPyramid {
+    levels: Vec<((usize, usize), Tensor, Option<Vec<f32>>)>,
+}
+
+/// One level of a [`SegPyramid`].
+#[derive(Clone, Copy)]
+pub struct Level<'a> {
+    pub map: &'a Tensor,
+    pub host: Option<&'a [f32]>,
+}
+
+impl SegPyramid {
+    pub fn new(seg: Tensor, sizes: &[(usize, usize)], keep_host: bool) -> Result<SegPyramid> {
+        let (_, c, h, w) = seg.nchw()?;
+        let full = if keep_host { Some(seg.to_vec()?) } else { None };
+        let mut levels: Vec<((usize, usize), Tensor, Option<Vec<f32>>)> = Vec::new();
+        for &(sh, sw) in sizes {
+            if (sh, sw) != (h, w) && !levels.iter().any(|(s, _, _)| *s == (sh, sw)) {
+                let host = full.as_ref().map(|f| {
+                    ops::resize::resize_nearest_cpu(f, c, [h, w], [sh, sw], NearestRule::Torch)
+                });
+                levels.push((
+                    (sh, sw),
+                    ops::resize_nearest(&seg, sh, sw, NearestRule::Torch)?,
+                    host,
+                ));
+            }
+        }
+        levels.push(((h, w), seg, full));
+        Ok(SegPyramid { levels })
+    }
+
+    /// The map at x's resolution.
+    pub fn at(&self, x: &Tensor) -> Result<Level<'_>> {
+        let (_, _, h, w) = x.nchw()?;
+        self.at_size(h, w)
+    }
+
+    pub fn at_size(&self, h: usize, w: usize) -> Result<Level<'_>> {
+        self.levels
+            .iter()
+            .find(|(s, _, _)| *s == (h, w))
+            .map(|(_, map, host)| Level {
+                map,
+                host: host.as_deref(),
+            })
+            .ok_or_else(|| anyhow::anyhow!("no map level {h}x{w}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::config::ClassInfo;
+    use crate::models::spade::config::ClassInfo;
 
     fn cfg() -> SpadeConfig {
         let mut c = SpadeConfig::preset("ade20k").unwrap();

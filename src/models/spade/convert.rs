@@ -4,9 +4,9 @@
 //! `weight = weight_orig / (u · (W_mat v))` with the *stored* u and v, no power iteration. Legacy
 //! (PyTorch 0.4) layouts without `weight_v` keep their stored `weight`. Batch-norm running stats are
 //! kept; `num_batches_tracked` is dropped. The config goes into the `spade_config` header entry.
-use super::WeightStore;
-use super::torch_pickle::{RawTensor, load_pth};
-use crate::models::config::{NormKind, SpadeConfig};
+use super::config::{NormKind, SpadeConfig};
+use crate::weights::WeightStore;
+use crate::weights::torch_pickle::{RawTensor, load_pth};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::Path;

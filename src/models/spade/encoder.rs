@@ -2,7 +2,7 @@
 //! bias, each followed by InstanceNorm(affine=False) and (from the second on) preceded by
 //! lrelu(0.2); then lrelu, flatten (C, H, W) and fc_mu / fc_var. Tensors live under `netE.`.
 use super::config::SpadeConfig;
-use super::spade::LRELU;
+use super::resblock::LRELU;
 use crate::ops::{self, Conv2d, Linear};
 use crate::tensor::Tensor;
 use crate::weights::vars::Vars;

@@ -1,0 +1,5 @@
+//! What the CLI, the paint tool and the benches run: a model (or a chain of models) from its
+//! files to an image.
+pub mod spade;
+
+pub use spade::SpadePipeline;
