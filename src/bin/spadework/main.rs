@@ -2,6 +2,7 @@
 //! subcommand.
 mod bench;
 mod convert;
+mod device_args;
 #[cfg(feature = "paint")]
 mod paint;
 mod render;

@@ -1,6 +1,6 @@
 //! `spadework paint`: the painting window.
+use crate::device_args::DeviceArgs;
 use anyhow::Result;
-use spadework::backend::{BackendChoice, WeightStorage};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -11,15 +11,8 @@ pub struct PaintArgs {
     /// Start from this map (palette, label-id or RGB PNG) instead of the autosaved painting.
     #[arg(long)]
     pub map: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
-    /// Adapter name substring (e.g. "llvmpipe", "nvidia").
-    #[arg(long)]
-    pub adapter: Option<String>,
-    /// GPU weight storage: f16 halves weight memory and runs the convs faster (each weight
-    /// rounded to f16, compute stays f32); f32 is exact.
-    #[arg(long, value_enum, default_value_t = WeightStorage::F32)]
-    pub gpu_weights: WeightStorage,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Where the painting is autosaved (default: $SPADEWORK_AUTOSAVE_DIR, else the user's state dir).
     #[arg(long)]
     pub autosave_dir: Option<PathBuf>,
@@ -48,9 +41,9 @@ pub fn paint(a: PaintArgs) -> Result<()> {
     spadework::paint::app::run(spadework::paint::app::PaintOptions {
         store,
         map: a.map,
-        backend: a.backend,
-        adapter: a.adapter,
-        gpu_weights: a.gpu_weights,
+        backend: a.device.backend,
+        adapter: a.device.adapter,
+        gpu_weights: a.device.gpu_weights,
         autosave_dir: a
             .autosave_dir
             .unwrap_or_else(spadework::paint::autosave::Autosave::default_dir),

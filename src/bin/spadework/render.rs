@@ -1,6 +1,7 @@
 //! `spadework render`: a label map (and instance map, style) through a SPADE model to a PNG.
+use crate::device_args::DeviceArgs;
 use anyhow::{Result, bail};
-use spadework::backend::{BackendChoice, Device, WeightStorage};
+use spadework::backend::Device;
 use spadework::io::{image as img, map_png, npy};
 use spadework::models::spade::input as labels;
 use spadework::pipelines::spade::{SpadePipeline, ZSource};
@@ -27,15 +28,8 @@ pub struct RenderArgs {
     /// z as a .npy (float32/64, z_dim values).
     #[arg(long)]
     pub z: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
-    /// Adapter name substring (e.g. "llvmpipe", "nvidia").
-    #[arg(long)]
-    pub adapter: Option<String>,
-    /// GPU weight storage: f16 halves weight memory and runs the convs faster (each weight
-    /// rounded to f16, compute stays f32); f32 is exact.
-    #[arg(long, value_enum, default_value_t = WeightStorage::F32)]
-    pub gpu_weights: WeightStorage,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// For models with a class list: remap ids the model does not know to this class (name or id).
     #[arg(long)]
     pub unknown_as: Option<String>,
@@ -49,12 +43,12 @@ pub struct RenderArgs {
 
 pub fn render(a: RenderArgs) -> Result<()> {
     let t0 = Instant::now();
-    let device = Device::select(a.backend, a.adapter.as_deref())?;
+    let device = a.device.select()?;
     eprintln!("using {}", device.describe());
     let model = SpadePipeline::from_store(
         &spadework::pipelines::spade::load_store(a.weights.as_deref())?,
         &device,
-        a.gpu_weights,
+        a.device.gpu_weights,
     )?;
     let t_load = t0.elapsed();
     let map = map_png::read_map_png(&a.map)?;
