@@ -1,8 +1,8 @@
-//! Attention: the CPU twin against a naive f64 oracle, and the WGSL kernel against the CPU twin,
-//! on shapes that are not multiples of the kernel's 64-query workgroup or 4-key block, with
-//! self-, cross- and causal attention and a key padding bias.
-mod common;
-use common::*;
+//! Attention (kernels/attention.wgsl, src/ops/attention.rs): the CPU twin against a naive f64
+//! oracle, and the WGSL kernel against the CPU twin, on shapes that are not multiples of the
+//! kernel's 64-query workgroup or 4-key block, with self-, cross- and causal attention and a key
+//! padding bias.
+use crate::common::*;
 use spadework::Tensor;
 use spadework::backend::Device;
 use spadework::ops::attention::{AttnShape, attention_cpu};
