@@ -115,6 +115,7 @@ pub const KERNELS: &[(&str, &str)] = &[
         "elementwise.wgsl",
         include_str!("../../kernels/elementwise.wgsl"),
     ),
+    ("layout.wgsl", include_str!("../../kernels/layout.wgsl")),
     ("linear.wgsl", include_str!("../../kernels/linear.wgsl")),
     (
         "linear_f16.wgsl",

@@ -7,6 +7,7 @@ mod common;
 mod attention;
 mod conv2d;
 mod elementwise;
+mod layout;
 mod linear;
 mod norm;
 mod onehot_conv;
