@@ -115,6 +115,10 @@ pub const KERNELS: &[(&str, &str)] = &[
         "elementwise.wgsl",
         include_str!("../../kernels/elementwise.wgsl"),
     ),
+    (
+        "group_norm.wgsl",
+        include_str!("../../kernels/group_norm.wgsl"),
+    ),
     ("layout.wgsl", include_str!("../../kernels/layout.wgsl")),
     ("linear.wgsl", include_str!("../../kernels/linear.wgsl")),
     (

@@ -3,6 +3,7 @@
 pub mod attention;
 pub mod conv2d;
 pub mod elementwise;
+pub mod group_norm;
 pub mod layout;
 pub mod linear;
 pub mod norm;
@@ -18,6 +19,7 @@ pub use elementwise::{
     BinaryOp, Unary, add, add_bcast, binary, geglu, leaky_relu, lincomb, mul, mul_bcast, relu,
     silu, tanh, unary,
 };
+pub use group_norm::GroupNorm;
 pub use layout::{chunk, concat, narrow, nchw_to_tokens, pad2d, permute, tokens_to_nchw};
 pub use linear::Linear;
 pub use norm::{LayerNorm, ParamFreeNorm, instance_norm, layer_norm};

@@ -7,6 +7,7 @@ mod common;
 mod attention;
 mod conv2d;
 mod elementwise;
+mod group_norm;
 mod layout;
 mod linear;
 mod norm;
