@@ -1,5 +1,5 @@
 //! Linear (kernels/linear*.wgsl, src/ops/linear.rs): against a naive sum and GPU against CPU, with
-//! f32 and f16 weights.
+//! f32 and f16 weights, on 2-D rows and on inputs with more leading dims.
 use crate::common::*;
 use crate::{close, up};
 use spadework::backend::{Device, WeightStorage};
@@ -77,5 +77,47 @@ fn linear_gpu_matches_cpu() {
             );
             assert!(max_abs_diff(&got, &c) > 0.0, "f16 weights gave f32 results");
         }
+    }
+}
+
+#[test]
+fn linear_on_leading_dims_matches_2d_rows() {
+    // [.., fin] inputs: the rows flatten and the leading dims come back.
+    let (fin, fout) = (13usize, 7usize);
+    let wt = rand_vec(fout * fin, 14);
+    let b = rand_vec(fout, 15);
+    for (i, lead) in [&[2usize, 3][..], &[1, 1, 1], &[5], &[2, 1, 3, 2]]
+        .iter()
+        .enumerate()
+    {
+        let rows: usize = lead.iter().product();
+        let x = rand_vec(rows * fin, 16 + i as u64);
+        let mut shape = lead.to_vec();
+        shape.push(fin);
+        for d in devices() {
+            let lin = Linear::new(&d, &wt, [fout, fin], Some(&b)).unwrap();
+            let want = lin.forward(&up(&d, &[rows, fin], &x)).unwrap();
+            let got = lin.forward(&up(&d, &shape, &x)).unwrap();
+            let mut out_shape = lead.to_vec();
+            out_shape.push(fout);
+            assert_eq!(got.shape(), out_shape);
+            assert_eq!(want.shape(), [rows, fout]);
+            close(
+                &got.to_vec().unwrap(),
+                &want.to_vec().unwrap(),
+                0.0,
+                &format!("linear {shape:?} on {d:?}"),
+            );
+        }
+    }
+    for d in devices() {
+        let lin = Linear::new(&d, &wt, [fout, fin], None).unwrap();
+        let e = lin
+            .forward(&up(&d, &[2, 3, 12], &[0.0; 72]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expects 13 input features, got 12"), "{e}");
+        let e = lin.forward(&up(&d, &[], &[0.0])).unwrap_err().to_string();
+        assert!(e.contains("0-D"), "{e}");
     }
 }
