@@ -293,10 +293,11 @@ fn op_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
         },
     ));
     // Attention at the shapes of a text-to-image stack: the self- and cross-attention of an SD
-    // 1.x UNet's 64² level (4096 tokens, 8 heads × 40; 77 text tokens) and a CLIP text encoder
-    // layer (77 tokens, 12 heads × 64, causal).
+    // 1.x UNet's 64² level (4096 tokens, 8 heads × 40; 77 text tokens), its 16² level's wide heads
+    // (256 tokens, 8 heads × 160), a VAE mid-block's single 512-wide head (at 32², 1024 tokens)
+    // and a CLIP text encoder layer (77 tokens, 12 heads × 64, causal).
     let tok = 4096 / (s * s);
-    let attn: [(String, usize, usize, usize, usize, bool); 3] = [
+    let attn: [(String, usize, usize, usize, usize, bool); 5] = [
         (
             format!("attention self {tok} tok 8×40"),
             tok,
@@ -314,6 +315,22 @@ fn op_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
             false,
         ),
         ("attention causal 77 tok 12×64".into(), 77, 77, 12, 64, true),
+        (
+            format!("attention self {} tok 8×160", tok / 16),
+            tok / 16,
+            tok / 16,
+            8,
+            160,
+            false,
+        ),
+        (
+            format!("attention self {} tok 1×512", tok / 4),
+            tok / 4,
+            tok / 4,
+            1,
+            512,
+            false,
+        ),
     ];
     for (name, lq, lk, heads, hd, causal) in attn {
         v.push(Work::new(name, "op", move || {

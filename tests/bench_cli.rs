@@ -49,7 +49,7 @@ fn quick_bench_writes_a_complete_report() {
         let rows = d["rows"].as_array().unwrap();
         // A GPU also runs the peak, the 5 conv rows and the generator with f16 weights.
         let gpu = d["backend"] == "gpu";
-        let (peaks, ops, gens) = if gpu { (8, 16, 2) } else { (1, 11, 1) };
+        let (peaks, ops, gens) = if gpu { (8, 18, 2) } else { (1, 13, 1) };
         let texts = gens; // the text encoder, with f16 weights too on a GPU
         assert_eq!(
             rows.len(),

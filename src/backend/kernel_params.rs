@@ -9,15 +9,17 @@ use anyhow::{Result, anyhow, bail};
 
 /// A kernel's uniform parameters (see the module docs). Declare with [`kernel_params!`].
 pub trait KernelParams: bytemuck::Pod {
-    /// (field name, scalar type: `u32`, `i32` or `f32`) in declaration order.
+    /// (field name, type) in declaration order: `u32`, `i32`, `f32`, or `[T; N]` for a WGSL
+    /// `vecN<T>` or an `array<vecK<T>, M>` with K·M = N (uniform arrays have 16-byte elements).
     const FIELDS: &'static [(&'static str, &'static str)];
 }
 
-/// Declares a `#[repr(C)]` Pod struct of `u32` / `i32` / `f32` fields mirroring a WGSL uniform
-/// struct field by field (padding fields included: uniform structs are 16-byte multiples).
+/// Declares a `#[repr(C)]` Pod struct of `u32` / `i32` / `f32` fields (and arrays of them for WGSL
+/// vectors and arrays of vectors) mirroring a WGSL uniform struct field by field, padding fields
+/// included (uniform structs are 16-byte multiples).
 #[macro_export]
 macro_rules! kernel_params {
-    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident : $ty:ident),* $(,)? }) => {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$meta])*
         #[repr(C)]
         #[derive(Clone, Copy, Debug, Default, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
@@ -47,16 +49,8 @@ pub fn check<P: KernelParams>(file: &str, source: &str) -> Result<()> {
     let wgsl: Vec<(String, String)> = members
         .iter()
         .map(|m| {
-            let ty = match module.types[m.ty].inner {
-                naga::TypeInner::Scalar(naga::Scalar { kind, width: 4 }) => match kind {
-                    naga::ScalarKind::Uint => "u32",
-                    naga::ScalarKind::Sint => "i32",
-                    naga::ScalarKind::Float => "f32",
-                    _ => "other",
-                },
-                _ => "other",
-            };
-            (m.name.clone().unwrap_or_default(), ty.to_string())
+            let ty = wgsl_type(&module, m.ty);
+            (m.name.clone().unwrap_or_default(), ty)
         })
         .collect();
     let rust: Vec<(String, String)> = P::FIELDS
@@ -74,26 +68,53 @@ pub fn check<P: KernelParams>(file: &str, source: &str) -> Result<()> {
     Ok(())
 }
 
+/// A WGSL type as the Rust type of the same bytes: `u32`, `[f32; 4]` for `vec4<f32>`,
+/// `[u32; 8]` for `array<vec4<u32>, 2>`; anything else is named as unsupported.
+fn wgsl_type(module: &naga::Module, ty: naga::Handle<naga::Type>) -> String {
+    let scalar = |s: naga::Scalar| match (s.kind, s.width) {
+        (naga::ScalarKind::Uint, 4) => "u32",
+        (naga::ScalarKind::Sint, 4) => "i32",
+        (naga::ScalarKind::Float, 4) => "f32",
+        _ => "unsupported",
+    };
+    match &module.types[ty].inner {
+        naga::TypeInner::Scalar(s) => scalar(*s).to_string(),
+        naga::TypeInner::Vector { size, scalar: s } => format!("[{}; {}]", scalar(*s), *size as u8),
+        naga::TypeInner::Array {
+            base,
+            size: naga::ArraySize::Constant(n),
+            ..
+        } => match &module.types[*base].inner {
+            naga::TypeInner::Vector { size, scalar: s } => {
+                format!("[{}; {}]", scalar(*s), *size as u32 * n.get())
+            }
+            naga::TypeInner::Scalar(s) => format!("[{}; {}]", scalar(*s), n.get()),
+            _ => "unsupported".into(),
+        },
+        _ => "unsupported".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     kernel_params! {
-        pub struct Good { pub len: u32, pub op: u32, pub slope: f32, pub _p: u32 }
+        pub struct Good { pub len: u32, pub op: u32, pub slope: f32, pub _p: u32, pub shape: [u32; 8] }
     }
     kernel_params! {
-        pub struct Swapped { pub op: u32, pub len: u32, pub slope: f32, pub _p: u32 }
+        pub struct Swapped { pub op: u32, pub len: u32, pub slope: f32, pub _p: u32, pub shape: [u32; 8] }
     }
     kernel_params! {
-        pub struct WrongType { pub len: u32, pub op: u32, pub slope: u32, pub _p: u32 }
+        pub struct WrongType { pub len: u32, pub op: u32, pub slope: f32, pub _p: u32, pub shape: [f32; 8] }
     }
     kernel_params! {
-        pub struct Short { pub len: u32, pub op: u32, pub slope: f32 }
+        pub struct Short { pub len: u32, pub op: u32, pub slope: f32, pub _p: u32, pub shape: [u32; 4] }
     }
 
     #[test]
     fn params_are_checked_against_the_wgsl_struct() {
-        let src = "struct Params { len: u32, op: u32, slope: f32, _p: u32 }\n\
+        let src = "struct Params { len: u32, op: u32, slope: f32, _p: u32, shape: array<vec4<u32>, 2> }\n\
                    @group(0) @binding(0) var<uniform> p: Params;\n\
                    @compute @workgroup_size(1) fn main() { let x = p.len; }";
         check::<Good>("t.wgsl", src).unwrap();

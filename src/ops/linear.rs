@@ -78,15 +78,27 @@ impl Linear {
         })
     }
 
-    /// x: [N, fin] → [N, fout].
+    /// x: `[.., fin]` → `[.., fout]` (any leading dims, flattened to rows; `[N, fin]` → `[N, fout]`).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, fin) = match x.shape() {
-            [n, f] => (*n, *f),
-            s => bail!("linear expects [N, {}], got {:?}", self.fin, s),
+        let s = x.shape();
+        let Some((&fin, lead)) = s.split_last() else {
+            bail!("linear expects [.., {}], got a 0-D tensor", self.fin)
         };
         if fin != self.fin {
-            bail!("linear expects {} input features, got {fin}", self.fin);
+            bail!(
+                "linear expects {} input features, got {fin} (shape {s:?})",
+                self.fin
+            );
         }
+        let n: usize = lead.iter().product();
+        let mut out_shape = lead.to_vec();
+        out_shape.push(self.fout);
+        let y = self.forward_rows(x, n, fin)?;
+        y.reshape(&out_shape)
+    }
+
+    /// `x` as `[n, fin]` rows → `[n, fout]`.
+    fn forward_rows(&self, x: &Tensor, n: usize, fin: usize) -> Result<Tensor> {
         match x.device() {
             Device::Cpu => Ok(Tensor::cpu(
                 vec![n, self.fout],

@@ -3,6 +3,8 @@
 pub mod attention;
 pub mod conv2d;
 pub mod elementwise;
+pub mod group_norm;
+pub mod layout;
 pub mod linear;
 pub mod norm;
 pub mod onehot_conv;
@@ -13,7 +15,12 @@ pub mod window;
 
 pub use attention::{AttnMask, attention};
 pub use conv2d::Conv2d;
-pub use elementwise::{Unary, add, leaky_relu, relu, tanh, unary};
+pub use elementwise::{
+    BinaryOp, Unary, add, add_bcast, binary, geglu, leaky_relu, lincomb, mul, mul_bcast, relu,
+    silu, tanh, unary,
+};
+pub use group_norm::GroupNorm;
+pub use layout::{chunk, concat, narrow, nchw_to_tokens, pad2d, permute, tokens_to_nchw};
 pub use linear::Linear;
 pub use norm::{LayerNorm, ParamFreeNorm, instance_norm, layer_norm};
 pub use onehot_conv::OneHotConv;

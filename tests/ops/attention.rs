@@ -1,8 +1,8 @@
-//! Attention: the CPU twin against a naive f64 oracle, and the WGSL kernel against the CPU twin,
-//! on shapes that are not multiples of the kernel's 64-query workgroup or 4-key block, with
-//! self-, cross- and causal attention and a key padding bias.
-mod common;
-use common::*;
+//! Attention (kernels/attention.wgsl, src/ops/attention.rs): the CPU twin against a naive f64
+//! oracle, and the WGSL kernel against the CPU twin, on shapes that are not multiples of the
+//! kernel's 64-query workgroup or 4-key block, with self-, cross- and causal attention and a key
+//! padding bias; head sizes up to 512 (the wide entry points).
+use crate::common::*;
 use spadework::Tensor;
 use spadework::backend::Device;
 use spadework::ops::attention::{AttnShape, attention_cpu};
@@ -213,5 +213,128 @@ fn fully_masked_rows_are_zero_and_bad_shapes_are_named() {
             let o = attention(&qq, &kk, &kk, 1, m).unwrap().to_vec().unwrap();
             assert!(o.iter().all(|&x| x == 0.0), "gpu fully masked: {o:?}");
         }
+    }
+}
+
+// Head sizes above 128 run the wide entry points: SD's 1280-channel levels (8 heads × 160), the
+// VAE mid-block (1 head × 512), sizes that are not powers of two, and enough queries for their
+// 2- and 4-row blocks (≥ 128 and ≥ 256), not multiples of their 128 and 256 rows per workgroup.
+const WIDE_SHAPES: &[[usize; 5]] = &[
+    [1, 37, 19, 2, 160],
+    [2, 9, 13, 1, 512],
+    [1, 70, 77, 1, 132],
+    [1, 5, 7, 3, 260],
+    [1, 130, 11, 2, 160],
+    [1, 600, 9, 1, 160],
+    [1, 300, 5, 1, 512],
+];
+
+#[test]
+fn wide_shapes_cover_every_wide_entry() {
+    let mut used: Vec<&str> = WIDE_SHAPES
+        .iter()
+        .map(|a| spadework::ops::attention::gpu_entry(a[1], a[4]).1)
+        .collect();
+    used.sort();
+    used.dedup();
+    assert_eq!(used, ["main_wide_r1", "main_wide_r2", "main_wide_r4"]);
+}
+
+#[test]
+fn wide_heads_cpu_matches_naive_and_gpu_matches_cpu() {
+    let g = gpu();
+    for &a in WIDE_SHAPES {
+        let s = shape(a);
+        let c = s.heads * s.head_dim;
+        let q = rand_vec(s.batch * s.lq * c, 31);
+        let k = rand_vec(s.batch * s.lk * c, 32);
+        let v = rand_vec(s.batch * s.lk * c, 33);
+        let bias = padding_bias(s);
+        let scale = 1.0 / (s.head_dim as f32).sqrt();
+        for (causal, b) in [(false, false), (true, false), (false, true)] {
+            let bb = b.then_some(&bias[..]);
+            let cpu = attention_cpu(&q, &k, &v, s, scale, causal, bb);
+            let what = format!("{a:?} causal {causal} bias {b}");
+            close(
+                &cpu,
+                &naive(&q, &k, &v, s, causal, bb),
+                2e-5,
+                &format!("cpu {what}"),
+            );
+            let Some(g) = &g else { continue };
+            let t = |shape: &[usize], x: &[f32]| Tensor::from_vec(g, shape, x.to_vec()).unwrap();
+            let bt = t(&[s.batch, s.lk], &bias);
+            let got = attention(
+                &t(&[s.batch, s.lq, c], &q),
+                &t(&[s.batch, s.lk, c], &k),
+                &t(&[s.batch, s.lk, c], &v),
+                s.heads,
+                AttnMask {
+                    causal,
+                    key_bias: b.then_some(&bt),
+                },
+            )
+            .unwrap()
+            .to_vec()
+            .unwrap();
+            close(&got, &cpu, 2e-5, &format!("gpu {what}"));
+        }
+    }
+    let Some(g) = g else { return };
+    let t =
+        |shape: &[usize]| Tensor::from_vec(&g, shape, vec![0.0; shape.iter().product()]).unwrap();
+    let e = attention(
+        &t(&[1, 3, 516]),
+        &t(&[1, 4, 516]),
+        &t(&[1, 4, 516]),
+        1,
+        AttnMask::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("at most 512, got 516"), "{e}");
+}
+
+/// Times the GPU kernel at SD's wide-head shapes (run with `--ignored --nocapture`).
+#[test]
+#[ignore]
+fn wide_heads_gpu_timing() {
+    let Some(g) = gpu() else { return };
+    for (lq, lk, heads, d) in [
+        (256, 256, 8, 160),
+        (256, 77, 8, 160),
+        (1024, 1024, 1, 512),
+        (4096, 4096, 8, 40),
+        (1024, 1024, 8, 80),
+    ] {
+        let c = heads * d;
+        let t = |n: usize, seed| Tensor::from_vec(&g, &[1, n, c], rand_vec(n * c, seed)).unwrap();
+        let (q, k, v) = (t(lq, 1), t(lk, 2), t(lk, 3));
+        let run = || {
+            attention(&q, &k, &v, heads, AttnMask::default())
+                .unwrap()
+                .to_vec()
+                .unwrap()
+        };
+        run();
+        let reps = 3;
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            run();
+        }
+        let dt = t0.elapsed().as_secs_f64() / reps as f64;
+        let s = AttnShape {
+            batch: 1,
+            lq,
+            lk,
+            heads,
+            head_dim: d,
+        };
+        println!(
+            "attention {lq}×{lk} tok {heads}×{d}: {:.1} ms, {:.2} GFLOP/s ({})",
+            dt * 1e3,
+            s.flops(false) / dt / 1e9,
+            spadework::ops::attention::gpu_entry(lq, d).1
+        );
     }
 }
