@@ -1,6 +1,7 @@
 //! Every op's tests in one binary, one module per op family: `kernels/X.wgsl` ↔ `src/ops/X.rs` ↔
 //! `tests/ops/X.rs`. CPU twins against naive f64 (or obviously correct) oracles, WGSL kernels
-//! against the CPU twins, on awkward shapes; bad shapes give named errors.
+//! against the CPU twins, on awkward shapes; bad shapes give named errors. `wgsl`: every kernel
+//! file validates with naga.
 #[path = "../common/mod.rs"]
 mod common;
 
@@ -16,6 +17,7 @@ mod resize;
 mod segmap;
 mod spade;
 mod window;
+mod wgsl;
 
 use spadework::Tensor;
 use spadework::backend::Device;
