@@ -95,9 +95,9 @@ impl SpadePipeline {
     }
 
     /// A model file's tensors for `cfg` with deterministic random weights (benches, tests): what
-    /// [`Self::build`] reads, drawn by [`Vars::random`], with the config in the header.
+    /// [`Self::build`] reads, drawn by [`Vars::random_recorded`], with the config in the header.
     pub fn random_store(cfg: &SpadeConfig, seed: u64) -> Result<WeightStore> {
-        let vars = Vars::random(seed, &Device::Cpu);
+        let vars = Vars::random_recorded(seed, &Device::Cpu);
         drop(Self::build(&vars, cfg.clone())?);
         let mut store = vars.into_store()?;
         store

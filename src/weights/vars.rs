@@ -9,7 +9,8 @@
 //! - A rename hook maps the model's key to the file's (checkpoints in another layout).
 //! - The GPU weight storage (f32 or f16) is chosen per loader, and inherited by its prefixes.
 //! - [`Vars::random`] builds the same model from deterministic random weights through the same
-//!   code (tests, benches); [`Vars::into_store`] then hands those weights over as a file would.
+//!   code (tests, benches); [`Vars::random_recorded`] + [`Vars::into_store`] hand those weights
+//!   over as a file would.
 use super::WeightStore;
 use crate::backend::{Device, WeightStorage};
 use crate::ops::{Conv2d, LayerNorm, Linear};
@@ -33,10 +34,11 @@ pub enum Init {
 /// Where the tensors come from.
 enum Source<'a> {
     Store(&'a WeightStore),
-    /// Made on request; kept so that [`Vars::into_store`] can hand them over.
+    /// Made on request; with a store, also kept there so that [`Vars::into_store`] can hand
+    /// them over.
     Random {
         seed: u64,
-        made: Mutex<WeightStore>,
+        made: Option<Mutex<WeightStore>>,
     },
 }
 
@@ -74,13 +76,19 @@ impl<'a> Vars<'a> {
         Self::with_source(Source::Store(store), device, Some(Box::new(rename)))
     }
 
-    /// Deterministic random weights (see [`Init`]); `seed` and the key fix each tensor.
+    /// Deterministic random weights (see [`Init`]); `seed` and the key fix each tensor. Each is
+    /// dropped once its layer has it (see [`Self::random_recorded`] to keep them).
     pub fn random(seed: u64, device: &Device) -> Vars<'static> {
+        Vars::with_source(Source::Random { seed, made: None }, device, None)
+    }
+
+    /// [`Self::random`], keeping every tensor made for [`Self::into_store`].
+    pub fn random_recorded(seed: u64, device: &Device) -> Vars<'static> {
         let made = WeightStore::new(format!("random weights (seed {seed})"));
         Vars::with_source(
             Source::Random {
                 seed,
-                made: Mutex::new(made),
+                made: Some(Mutex::new(made)),
             },
             device,
             None,
@@ -190,9 +198,11 @@ impl<'a> Vars<'a> {
             }
             Source::Random { seed, made } => {
                 let v = random_values(*seed, &file_key, shape, init);
-                made.lock()
-                    .unwrap()
-                    .insert(file_key.clone(), shape.to_vec(), v.clone());
+                if let Some(made) = made {
+                    made.lock()
+                        .unwrap()
+                        .insert(file_key.clone(), shape.to_vec(), v.clone());
+                }
                 Cow::Owned(v)
             }
         };
@@ -284,10 +294,12 @@ impl<'a> Vars<'a> {
     pub fn into_store(self) -> Result<WeightStore> {
         match Arc::try_unwrap(self.shared) {
             Ok(Shared {
-                source: Source::Random { made, .. },
+                source: Source::Random {
+                    made: Some(made), ..
+                },
                 ..
             }) => Ok(made.into_inner().unwrap()),
-            Ok(_) => bail!("into_store: these weights come from a file, not from Vars::random"),
+            Ok(_) => bail!("into_store: these weights were not made by Vars::random_recorded"),
             Err(_) => bail!("into_store: other views of these weights are still alive"),
         }
     }
@@ -392,7 +404,7 @@ mod tests {
 
     #[test]
     fn random_weights_depend_on_seed_and_key_only_and_hand_over_as_a_store() {
-        let v = Vars::random(7, &Device::Cpu);
+        let v = Vars::random_recorded(7, &Device::Cpu);
         let a = v
             .pp("x")
             .get("w", &[4, 8], Init::FanIn)

@@ -16,8 +16,8 @@ mod onehot_conv;
 mod resize;
 mod segmap;
 mod spade;
-mod window;
 mod wgsl;
+mod window;
 
 use spadework::Tensor;
 use spadework::backend::Device;
