@@ -498,8 +498,9 @@ fn autotune(
 }
 
 /// Floats of im2col scratch per band (32 MiB): bounds memory whatever the image size. Measured
-/// (`spadework bench --backend cpu --only conv3x3 --runs 10`): 256→128 @128 went from 178 to
-/// 206 GFLOP/s against 8 MiB bands (wider GEMMs); the other SPADE shapes within noise.
+/// (`spadework bench --backend cpu --only conv3x3 --runs 10`): 256→128 @128 runs at 206 GFLOP/s
+/// with 32 MiB bands against 178 with 8 MiB bands (wider GEMMs); the other SPADE shapes within
+/// noise.
 const IM2COL_BAND_FLOATS: usize = 8 << 20;
 
 /// The CPU twin: `x` is NCHW `[n, cin, h, w]`, `weight` OIHW `[cout, cin, kh, kw]`.
