@@ -105,3 +105,137 @@ fn clip_text_encoder_reads_every_tensor_of_its_checkpoint() {
     assert_eq!(v.unused(), ["expected.last_hidden_state"]);
     assert!(v.pp("text_model").finish("").is_ok());
 }
+
+mod tokenizer {
+    use spadework::models::clip::tokenizer::{ClipTokenizer, MAX_TOKENS};
+    use std::io::Read;
+    use std::path::{Path, PathBuf};
+
+    struct Case {
+        text: String,
+        full: Vec<u32>,
+        sd1: Vec<u32>,
+        sd2: Vec<u32>,
+    }
+
+    /// tools/clip_tokenizer_reference.py: transformers' CLIPTokenizer on these prompts.
+    fn cases() -> Vec<Case> {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(super::common::fixture("clip_tokenizer/cases.json")).unwrap(),
+        )
+        .unwrap();
+        let ids = |v: &serde_json::Value| -> Vec<u32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        };
+        v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| Case {
+                text: c["text"].as_str().unwrap().to_string(),
+                full: ids(&c["ids_untruncated"]),
+                sd1: ids(&c["ids_sd1"]),
+                sd2: ids(&c["ids_sd2"]),
+            })
+            .collect()
+    }
+
+    fn bpe_gz() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/clip/bpe_simple_vocab_16e6.txt.gz")
+    }
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("spadework-tok-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn check(tok: &ClipTokenizer, pad_sd2: bool, what: &str) {
+        for c in cases() {
+            let t = tok.encode(&c.text).unwrap();
+            let want = if pad_sd2 { &c.sd2 } else { &c.sd1 };
+            assert_eq!(&t.ids, want, "{what}: {:?}", c.text);
+            // (`ids_untruncated` are SD 1.x's: SD 2.x's `!` pad token splits "!!!" apart.)
+            if !pad_sd2 {
+                assert_eq!(t.untruncated, c.full.len(), "{what}: {:?}", c.text);
+                assert_eq!(t.truncated(), c.full.len() > MAX_TOKENS);
+            }
+            assert_eq!(t.ids.len(), MAX_TOKENS);
+        }
+    }
+
+    #[test]
+    fn clip_tokenizer_from_openai_merges_matches_transformers() {
+        check(
+            &ClipTokenizer::from_openai_bpe(&bpe_gz(), "<|endoftext|>").unwrap(),
+            false,
+            "sd1",
+        );
+        check(
+            &ClipTokenizer::from_openai_bpe(&bpe_gz(), "!").unwrap(),
+            true,
+            "sd2",
+        );
+    }
+
+    #[test]
+    fn clip_tokenizer_from_a_diffusers_folder_matches_transformers() {
+        // tokenizer.json as transformers writes it.
+        let mut json = String::new();
+        flate2::read::GzDecoder::new(
+            std::fs::File::open(super::common::fixture("clip_tokenizer/tokenizer.json.gz"))
+                .unwrap(),
+        )
+        .read_to_string(&mut json)
+        .unwrap();
+        let fast = tmpdir("fast");
+        std::fs::write(fast.join("tokenizer.json"), &json).unwrap();
+        check(
+            &ClipTokenizer::from_folder(&fast).unwrap(),
+            false,
+            "tokenizer.json",
+        );
+        // vocab.json + merges.txt, as released SD 2.x folders hold them, padding with "!".
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let slow = tmpdir("slow");
+        std::fs::write(slow.join("vocab.json"), v["model"]["vocab"].to_string()).unwrap();
+        let merges: Vec<String> = v["model"]["merges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{} {}", m[0].as_str().unwrap(), m[1].as_str().unwrap()))
+            .collect();
+        std::fs::write(
+            slow.join("merges.txt"),
+            format!("#version: 0.2\n{}\n", merges.join("\n")),
+        )
+        .unwrap();
+        std::fs::write(
+            slow.join("special_tokens_map.json"),
+            r#"{"pad_token": "!"}"#,
+        )
+        .unwrap();
+        check(
+            &ClipTokenizer::from_folder(&slow).unwrap(),
+            true,
+            "vocab.json + merges.txt",
+        );
+        // A folder without either names what it expected.
+        let empty = tmpdir("empty");
+        let e = ClipTokenizer::from_folder(&empty)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("tokenizer.json") && e.contains("merges.txt"),
+            "{e}"
+        );
+        for d in [fast, slow, empty] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
+    }
+}
