@@ -15,7 +15,7 @@ runs every step on a [1, 4, 3, 5] sample with model outputs drawn from a seeded 
 and records the inputs, the noise the step used (passed as `variance_noise`, or returned by a
 patched `randn_tensor` in the scheduler's module) and prev_sample, plus scale_model_input and
 add_noise outputs. `alphas_cumprod.json` holds the cumulative alpha products of each beta
-schedule. Values are f32, written with 9 significant digits (exact round trip).
+schedule and dynamic-thresholding inputs and outputs. Values are f32, written with 9 significant digits (exact round trip).
 """
 import json
 import os
@@ -271,6 +271,19 @@ def alphas_cumprod():
     return out
 
 
+def thresholds():
+    """`_threshold_sample` on [2, 4, 3, 5] inputs whose quantile lies inside [1, max]."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn((2, 4, 3, 5), generator=g) * torch.tensor([1.5, 0.8]).view(2, 1, 1, 1)
+    out = []
+    for ratio, max_value in [(0.9, 10.0), (0.995, 1.5), (0.5, 3.0)]:
+        s = DDIMScheduler(thresholding=True, dynamic_thresholding_ratio=ratio,
+                          sample_max_value=max_value)
+        out.append({"ratio": ratio, "sample_max_value": max_value, "x": f32(x),
+                    "out": f32(s._threshold_sample(x))})
+    return out
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     by_family = {}
@@ -286,7 +299,8 @@ def main():
         print(f"{path}: {len(cases)} cases, {os.path.getsize(path) // 1024} KB", file=sys.stderr)
     path = os.path.join(OUT, "alphas_cumprod.json")
     with open(path, "w") as f:
-        json.dump({"meta": meta, **alphas_cumprod()}, f, separators=(",", ":"))
+        json.dump({"meta": meta, **alphas_cumprod(), "threshold": thresholds()}, f,
+                  separators=(",", ":"))
     print(f"{path}: {os.path.getsize(path) // 1024} KB", file=sys.stderr)
 
 

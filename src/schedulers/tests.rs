@@ -184,6 +184,20 @@ fn alphas_cumprod_match_diffusers() {
 }
 
 #[test]
+fn threshold_matches_diffusers() {
+    for rec in fixture("alphas_cumprod")["threshold"].as_array().unwrap() {
+        let x = Tensor::from_vec(&Device::Cpu, &[2, 4, 3, 5], floats(&rec["x"])).unwrap();
+        let ratio = rec["ratio"].as_f64().unwrap();
+        let got = threshold_sample(&x, ratio, rec["sample_max_value"].as_f64().unwrap()).unwrap();
+        assert_close(
+            &format!("threshold {ratio}"),
+            &got.to_vec().unwrap(),
+            &floats(&rec["out"]),
+        );
+    }
+}
+
+#[test]
 fn ddim_matches_diffusers() {
     check_file("ddim");
 }
@@ -234,6 +248,7 @@ fn gpu() -> Option<Device> {
 #[test]
 fn gpu_runs_match_diffusers() {
     let Some(dev) = gpu() else { return };
+    eprintln!("scheduler GPU runs on {}", dev.describe());
     let want = [
         ("pndm", "pndm_sd15"),
         ("dpmsolver_multistep", "dpmpp2m_karras_sd15"),
