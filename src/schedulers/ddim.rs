@@ -82,13 +82,14 @@ impl DdimScheduler {
 pub(crate) fn ddim_timesteps(spacing: Spacing, train: usize, n: usize, offset: usize) -> Vec<f64> {
     let t = train as f64;
     match spacing {
-        Spacing::Linspace => linspace(0.0, t - 1.0, n).into_iter().rev().map(round).collect(),
+        Spacing::Linspace => linspace(0.0, t - 1.0, n)
+            .into_iter()
+            .rev()
+            .map(round)
+            .collect(),
         Spacing::Leading => {
             let ratio = train / n;
-            (0..n)
-                .rev()
-                .map(|i| (i * ratio + offset) as f64)
-                .collect()
+            (0..n).rev().map(|i| (i * ratio + offset) as f64).collect()
         }
         Spacing::Trailing => arange(t, 0.0, -(t / n as f64))
             .into_iter()

@@ -21,8 +21,8 @@
 use super::euler_discrete::final_sigma;
 use super::{
     NoiseSchedule, Prediction, Scheduler, SchedulerConfig, Spacing, StepOrder, arange, check_steps,
-    combine, interp, karras_sigmas, linspace, log_f32, need_noise, off, one_of, round,
-    sigma_to_t, threshold_sample, to_f32,
+    combine, interp, karras_sigmas, linspace, log_f32, need_noise, off, one_of, round, sigma_to_t,
+    threshold_sample, to_f32,
 };
 use crate::tensor::Tensor;
 use anyhow::{Result, bail};
@@ -270,11 +270,7 @@ impl Scheduler for DpmSolverMultistepScheduler {
                 } else {
                     0.5 * c_d
                 };
-                let mut terms = vec![
-                    (c_x, sample),
-                    (c_d + c1 / r0, &x0),
-                    (-c1 / r0, x0_prev),
-                ];
+                let mut terms = vec![(c_x, sample), (c_d + c1 / r0, &x0), (-c1 / r0, x0_prev)];
                 if let Some(z) = z {
                     terms.push((c_z, z));
                 }

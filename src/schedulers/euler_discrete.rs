@@ -78,7 +78,12 @@ impl EulerDiscreteScheduler {
             ],
         )?;
         let spacing = Spacing::parse(cfg.timestep_spacing.as_deref(), "linspace", CLASS)?;
-        one_of("interpolation_type", &cfg.interpolation_type, CLASS, &["linear"])?;
+        one_of(
+            "interpolation_type",
+            &cfg.interpolation_type,
+            CLASS,
+            &["linear"],
+        )?;
         one_of("timestep_type", &cfg.timestep_type, CLASS, &["discrete"])?;
         off("use_exponential_sigmas", cfg.use_exponential_sigmas, CLASS)?;
         off("use_beta_sigmas", cfg.use_beta_sigmas, CLASS)?;

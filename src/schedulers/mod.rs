@@ -83,7 +83,10 @@ pub trait Scheduler: Send {
     /// Sets DDIM's η (the weight of fresh noise per step); other schedulers have none.
     fn set_eta(&mut self, eta: f64) -> Result<()> {
         if eta != 0.0 {
-            bail!("eta {eta}: only DDIM has an η (this is {})", self.class_name());
+            bail!(
+                "eta {eta}: only DDIM has an η (this is {})",
+                self.class_name()
+            );
         }
         Ok(())
     }
@@ -232,8 +235,8 @@ impl SchedulerConfig {
 
     /// Reads a `scheduler_config.json` file.
     pub fn load(path: &std::path::Path) -> Result<SchedulerConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::from_json(&text).with_context(|| format!("in {}", path.display()))
     }
 }
@@ -354,7 +357,12 @@ fn unsupported(key: &str, value: &str, class: &str, allowed: &[Prediction]) -> S
 }
 
 /// `key` must be one of `allowed` (an error names the key, the value and the class).
-pub(crate) fn one_of<'a>(key: &str, value: &'a str, class: &str, allowed: &[&str]) -> Result<&'a str> {
+pub(crate) fn one_of<'a>(
+    key: &str,
+    value: &'a str,
+    class: &str,
+    allowed: &[&str],
+) -> Result<&'a str> {
     if allowed.contains(&value) {
         Ok(value)
     } else {
@@ -409,7 +417,11 @@ impl NoiseSchedule {
     /// β from `trained_betas`, or `beta_schedule` over [beta_start, beta_end]: `linear`,
     /// `scaled_linear` (linear in √β, the Stable Diffusion schedule) or `squaredcos_cap_v2`
     /// (Nichol & Dhariwal 2021 eq. 17, ᾱ(t) = cos²((t/T + 0.008)/1.008 · π/2), β capped at 0.999).
-    pub(crate) fn new(cfg: &SchedulerConfig, class: &str, defaults: (f64, f64, &str)) -> Result<Self> {
+    pub(crate) fn new(
+        cfg: &SchedulerConfig,
+        class: &str,
+        defaults: (f64, f64, &str),
+    ) -> Result<Self> {
         let t = cfg.num_train_timesteps;
         if t == 0 {
             bail!("scheduler_config: num_train_timesteps 0 must be at least 1");
@@ -436,7 +448,11 @@ impl NoiseSchedule {
                     .map(|&b| (b as f32) * (b as f32))
                     .collect(),
                 "squaredcos_cap_v2" => {
-                    let abar = |x: f64| ((x + 0.008) / 1.008 * std::f64::consts::PI / 2.0).cos().powi(2);
+                    let abar = |x: f64| {
+                        ((x + 0.008) / 1.008 * std::f64::consts::PI / 2.0)
+                            .cos()
+                            .powi(2)
+                    };
                     (0..t)
                         .map(|i| {
                             let (t1, t2) = (i as f64 / t as f64, (i + 1) as f64 / t as f64);
@@ -640,8 +656,14 @@ pub(crate) fn combine(terms: &[(f64, &Tensor)]) -> Result<Tensor> {
 }
 
 /// The noise a stochastic step needs.
-pub(crate) fn need_noise<'a>(noise: Option<&'a Tensor>, class: &str, i: usize) -> Result<&'a Tensor> {
-    noise.with_context(|| format!("{class}: step {i} adds noise; pass a standard-normal noise tensor"))
+pub(crate) fn need_noise<'a>(
+    noise: Option<&'a Tensor>,
+    class: &str,
+    i: usize,
+) -> Result<&'a Tensor> {
+    noise.with_context(|| {
+        format!("{class}: step {i} adds noise; pass a standard-normal noise tensor")
+    })
 }
 
 /// Step-order bookkeeping for schedulers with state: steps run consecutively from the first

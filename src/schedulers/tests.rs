@@ -98,7 +98,11 @@ fn check_schedules(case: &Value) {
         match (sch.get("sigmas"), s.sigmas()) {
             (Some(w), Some(g)) => assert_rel(&format!("{what}: sigmas"), g, &f64s(w), REL_TOL),
             (None, None) => {}
-            (w, g) => panic!("{what}: sigmas recorded {} vs ours {}", w.is_some(), g.is_some()),
+            (w, g) => panic!(
+                "{what}: sigmas recorded {} vs ours {}",
+                w.is_some(),
+                g.is_some()
+            ),
         }
         let want = sch["init_noise_sigma"].as_f64().unwrap();
         assert_rel(
@@ -135,7 +139,10 @@ fn check_runs(case: &Value, dev: &Device) -> f32 {
             let mo = tensor(dev, &st["model_output"]);
             let noise = st.get("noise").map(|v| tensor(dev, v));
             if s.needs_noise(i) {
-                assert!(noise.is_some(), "{what}: we need noise, diffusers drew none");
+                assert!(
+                    noise.is_some(),
+                    "{what}: we need noise, diffusers drew none"
+                );
             }
             let prev = s.step(&mo, i, &sample, noise.as_ref()).unwrap();
             assert_eq!(prev.device().is_gpu(), dev.is_gpu());
@@ -164,7 +171,10 @@ fn check_file(file: &str) {
         let worst = check_runs(&case, &Device::Cpu);
         report.push(format!("{} {worst:.1e}", case["name"].as_str().unwrap()));
     }
-    eprintln!("{file}: worst relative step error per case: {}", report.join(", "));
+    eprintln!(
+        "{file}: worst relative step error per case: {}",
+        report.join(", ")
+    );
 }
 
 #[test]
@@ -272,16 +282,27 @@ fn gpu_runs_match_diffusers() {
     let run = &case["runs"][0];
     let chain = |dev: &Device| -> Vec<f32> {
         let mut s = build(&case);
-        s.set_timesteps(run["n"].as_u64().unwrap() as usize).unwrap();
+        s.set_timesteps(run["n"].as_u64().unwrap() as usize)
+            .unwrap();
         let mut x = tensor(dev, &run["sample"]);
         for (i, st) in run["steps"].as_array().unwrap().iter().enumerate() {
-            x = s.step(&tensor(dev, &st["model_output"]), i, &x, None).unwrap();
+            x = s
+                .step(&tensor(dev, &st["model_output"]), i, &x, None)
+                .unwrap();
         }
         x.to_vec().unwrap()
     };
     let last = run["steps"].as_array().unwrap().last().unwrap();
-    assert_close("pndm chain cpu", &chain(&Device::Cpu), &floats(&last["prev_sample"]));
-    assert_close("pndm chain gpu", &chain(&dev), &floats(&last["prev_sample"]));
+    assert_close(
+        "pndm chain cpu",
+        &chain(&Device::Cpu),
+        &floats(&last["prev_sample"]),
+    );
+    assert_close(
+        "pndm chain gpu",
+        &chain(&dev),
+        &floats(&last["prev_sample"]),
+    );
 }
 
 fn err_of(json: &str, name: Option<&str>, steps: usize) -> String {
@@ -301,16 +322,29 @@ fn bad_configs_are_errors_naming_the_key() {
             r#"{"_class_name": "DDIMScheduler", "beta_schedule": "cubic"}"#,
             None,
             4,
-            &["beta_schedule", "'cubic'", "linear, scaled_linear, squaredcos_cap_v2"],
+            &[
+                "beta_schedule",
+                "'cubic'",
+                "linear, scaled_linear, squaredcos_cap_v2",
+            ],
         ),
         (sd15, None, 0, &["num_inference_steps 0"]),
-        (sd15, Some("euler"), 1001, &["num_inference_steps 1001", "1000"]),
+        (
+            sd15,
+            Some("euler"),
+            1001,
+            &["num_inference_steps 1001", "1000"],
+        ),
         (sd15, Some("lcm"), 51, &["original_inference_steps 50"]),
         (
             r#"{"_class_name": "DDIMScheduler", "timestep_spacing": "middle"}"#,
             None,
             4,
-            &["timestep_spacing", "'middle'", "leading, trailing, linspace"],
+            &[
+                "timestep_spacing",
+                "'middle'",
+                "leading, trailing, linspace",
+            ],
         ),
         (
             r#"{"_class_name": "PNDMScheduler", "skip_prk_steps": true,
@@ -323,7 +357,11 @@ fn bad_configs_are_errors_naming_the_key() {
             r#"{"_class_name": "DDIMScheduler", "prediction_type": "sample"}"#,
             Some("euler-a"),
             4,
-            &["prediction_type", "'sample'", "EulerAncestralDiscreteScheduler"],
+            &[
+                "prediction_type",
+                "'sample'",
+                "EulerAncestralDiscreteScheduler",
+            ],
         ),
         (
             r#"{"_class_name": "DDIMScheduler", "prediction_type": "flow_prediction"}"#,
@@ -335,7 +373,11 @@ fn bad_configs_are_errors_naming_the_key() {
             r#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"}"#,
             None,
             4,
-            &["algorithm_type", "'dpmsolver'", "dpmsolver++, sde-dpmsolver++"],
+            &[
+                "algorithm_type",
+                "'dpmsolver'",
+                "dpmsolver++, sde-dpmsolver++",
+            ],
         ),
         (
             r#"{"_class_name": "DPMSolverMultistepScheduler", "solver_order": 3}"#,
@@ -359,15 +401,27 @@ fn bad_configs_are_errors_naming_the_key() {
             r#"{"_class_name": "HeunDiscreteScheduler"}"#,
             None,
             4,
-            &["_class_name 'HeunDiscreteScheduler'", "DDIMScheduler", "euler-a"],
+            &[
+                "_class_name 'HeunDiscreteScheduler'",
+                "DDIMScheduler",
+                "euler-a",
+            ],
         ),
-        (sd15, Some("heun"), 4, &["'heun'", "ddim, pndm, euler, euler-a, dpm++2m"]),
+        (
+            sd15,
+            Some("heun"),
+            4,
+            &["'heun'", "ddim, pndm, euler, euler-a, dpm++2m"],
+        ),
         (r#"{}"#, None, 4, &["no _class_name"]),
     ];
     for (json, name, steps, needles) in cases {
         let e = err_of(json, *name, *steps);
         for n in *needles {
-            assert!(e.contains(n), "error for {json} {name:?} {steps}:\n  {e}\nlacks '{n}'");
+            assert!(
+                e.contains(n),
+                "error for {json} {name:?} {steps}:\n  {e}\nlacks '{n}'"
+            );
         }
     }
     // η is DDIM's.
