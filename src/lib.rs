@@ -9,6 +9,7 @@
 //! - [`weights`]: model files (mapped, decoded lazily), the safe `.pth` reader and the prefix
 //!   loader every model builds its layers with.
 //! - [`models`]: networks written like the paper's figure, one directory per family (SPADE, CLIP).
+//! - [`schedulers`]: diffusion samplers, one file per diffusers scheduler class (same layer).
 //! - [`pipelines`]: model files to images (the SPADE render pipeline).
 //! - [`paint`]: the painter's editing model, render worker and window (`spadework paint`).
 //! - [`bench`]: the workloads and reports of `spadework bench`.
@@ -20,6 +21,7 @@ pub mod ops;
 pub mod paint;
 pub mod pipelines;
 pub mod rng;
+pub mod schedulers;
 pub mod tensor;
 pub mod weights;
 
@@ -39,7 +41,7 @@ mod layering {
         &["tensor"],
         &["ops"],
         &["weights"],
-        &["models"],
+        &["models", "schedulers"],
         &["pipelines"],
         &["paint"],
         &["bench"],
