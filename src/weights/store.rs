@@ -28,6 +28,18 @@ enum Backing {
     Static(&'static [u8]),
 }
 
+/// A read-only map of the file at `path`.
+fn map_file(path: &Path) -> Result<Backing> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read weights file {}", path.display()))?;
+    // SAFETY: the map is read-only and private to this process. Like every reader of a mapped
+    // file, it assumes nobody truncates the file while it is open (that would raise SIGBUS on
+    // access, which no read can guard against).
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("cannot map weights file {}", path.display()))?;
+    Ok(Backing::Mapped(map))
+}
+
 impl Backing {
     fn bytes(&self) -> &[u8] {
         match self {
@@ -66,6 +78,8 @@ enum Entry {
     Stored {
         shape: Vec<usize>,
         dtype: DType,
+        /// Index of the file (in [`WeightStore::backings`]) and the byte range in it.
+        file: usize,
         bytes: std::ops::Range<usize>,
         /// int8 tensors: the key of their per-output-channel scales.
         q8_scale: Option<String>,
@@ -80,7 +94,8 @@ impl Entry {
     }
 }
 
-/// Named tensors of one weight file with the model config in its header. Files are memory-mapped
+/// Named tensors of one weight file (or of the shards of one, see [`WeightStore::load_sharded`])
+/// with the model config in its header. Files are memory-mapped
 /// and a tensor is decoded to f32 (from f32, f16, bf16, f64 or int8 + scales; one dtype table,
 /// [`DType`]) only when a loader asks for it, so loading a model holds one decoded tensor at a time
 /// beside the mapped file, whose pages the kernel can drop.
@@ -89,7 +104,7 @@ pub struct WeightStore {
     pub source: String,
     pub metadata: HashMap<String, String>,
     tensors: BTreeMap<String, Entry>,
-    backing: Option<Backing>,
+    backings: Vec<Backing>,
 }
 
 impl WeightStore {
@@ -98,20 +113,82 @@ impl WeightStore {
             source: source.into(),
             tensors: BTreeMap::new(),
             metadata: HashMap::new(),
-            backing: None,
+            backings: Vec::new(),
         }
     }
 
     /// Maps the safetensors file at `path` (nothing is decoded yet).
     pub fn load(path: &Path) -> Result<WeightStore> {
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot read weights file {}", path.display()))?;
-        // SAFETY: the map is read-only and private to this process. Like every reader of a
-        // mapped file, it assumes nobody truncates the file while it is open (that would raise
-        // SIGBUS on access, which no read can guard against).
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .with_context(|| format!("cannot map weights file {}", path.display()))?;
-        Self::from_backing(Backing::Mapped(map), &path.display().to_string())
+        Self::from_backing(map_file(path)?, &path.display().to_string())
+    }
+
+    /// The shards of one checkpoint, as a Hugging Face `*.safetensors.index.json` lists them
+    /// (`weight_map`: tensor name → shard file beside the index). Every listed tensor must be in
+    /// its shard, and no tensor in two shards.
+    pub fn load_sharded(index: &Path) -> Result<WeightStore> {
+        let what = index.display().to_string();
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(index).with_context(|| format!("cannot read {what}"))?,
+        )
+        .with_context(|| format!("{what}: not JSON"))?;
+        let Some(map) = v["weight_map"].as_object() else {
+            bail!("{what}: no 'weight_map' object (tensor name → shard file)");
+        };
+        let dir = index.parent().unwrap_or(Path::new("."));
+        let mut shards: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
+        shards.sort();
+        shards.dedup();
+        let mut store = WeightStore::new(what.clone());
+        for shard in shards {
+            if shard.contains('/') || shard.contains('\\') || shard.starts_with('.') {
+                bail!("{what}: shard name '{shard}' is not a file beside the index");
+            }
+            let part = WeightStore::load(&dir.join(shard))?;
+            store.merge(part)?;
+        }
+        for (name, f) in map {
+            if !store.tensors.contains_key(name) {
+                bail!("{what}: tensor '{name}' is listed in shard {f} but is not in it",);
+            }
+        }
+        Ok(store)
+    }
+
+    /// Moves `other`'s tensors (and files, and header metadata) into `self`; a tensor name in
+    /// both is an error naming both sources.
+    pub fn merge(&mut self, other: WeightStore) -> Result<()> {
+        let offset = self.backings.len();
+        for (name, e) in other.tensors {
+            if self.tensors.contains_key(&name) {
+                bail!(
+                    "tensor '{name}' is in both {} and {}",
+                    self.source,
+                    other.source
+                );
+            }
+            let e = match e {
+                Entry::Stored {
+                    shape,
+                    dtype,
+                    file,
+                    bytes,
+                    q8_scale,
+                } => Entry::Stored {
+                    shape,
+                    dtype,
+                    file: file + offset,
+                    bytes,
+                    q8_scale,
+                },
+                owned => owned,
+            };
+            self.tensors.insert(name, e);
+        }
+        self.backings.extend(other.backings);
+        for (k, v) in other.metadata {
+            self.metadata.entry(k).or_insert(v);
+        }
+        Ok(())
     }
 
     /// Safetensors bytes compiled into the binary.
@@ -144,6 +221,7 @@ impl WeightStore {
                 Entry::Stored {
                     shape: view.shape().to_vec(),
                     dtype,
+                    file: 0,
                     bytes: start..start + view.data().len(),
                     q8_scale,
                 },
@@ -182,7 +260,7 @@ impl WeightStore {
         }) {
             bail!("{source}: '{orphan}' scales no int8 tensor");
         }
-        store.backing = Some(backing);
+        store.backings.push(backing);
         Ok(store)
     }
 
@@ -250,14 +328,12 @@ impl WeightStore {
             Entry::Owned(_, d) => Ok(Cow::Borrowed(d)),
             Entry::Stored {
                 dtype,
+                file,
                 bytes,
                 q8_scale,
                 ..
             } => {
-                let backing = self
-                    .backing
-                    .as_ref()
-                    .expect("stored entries have a backing");
+                let backing = &self.backings[*file];
                 let mut v = dtype
                     .to_f32(&backing.bytes()[bytes.clone()])
                     .map_err(|e| anyhow!("{}: tensor '{name}': {e}", self.source))?;
