@@ -5,7 +5,7 @@
 //! (PyTorch 0.4) layouts without `weight_v` keep their stored `weight`. Batch-norm running stats are
 //! kept; `num_batches_tracked` is dropped. The config goes into the `spade_config` header entry.
 use super::WeightStore;
-use super::torch_pickle::{RawTensor, load_pth};
+use super::pth::{RawTensor, load_pth};
 use crate::models::config::{NormKind, SpadeConfig};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
