@@ -460,7 +460,7 @@ fn demo_model(d: &Device) -> Result<Model> {
     let store = match crate::render::DEMO_MODEL {
         Some(_) => crate::render::load_store(None)?,
         None => {
-            let classes = serde_json::from_str(include_str!("../maps/classes.json"))?;
+            let classes = serde_json::from_str(include_str!("../../maps/classes.json"))?;
             let cfg = SpadeConfig {
                 label_nc: 14,
                 contain_dontcare_label: false,
