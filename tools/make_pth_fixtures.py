@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Write the tiny PyTorch checkpoint fixtures used by the tests of
-src/weights/torch_pickle.rs into tests/fixtures/pth/.
+src/weights/pth/ into tests/fixtures/pth/.
 
 Usage (needs torch; run from the repository root or anywhere):
 

@@ -4,7 +4,8 @@
 use super::autosave::{Autosave, AutosaveMeta};
 use super::canvas::{Canvas, Editor, Tool};
 use super::files::{self, Palette};
-use super::replay::{Replay, Script, Step};
+use super::replay::Script;
+use super::replay_driver::{ReplayDriver, ReplayTarget, ScreenLayout};
 use super::worker::{Event as WorkerEvent, ModelRenderer, Renderer, Request, Style, Worker};
 use crate::backend::{BackendChoice, Device};
 use crate::models::SpadeConfig;
@@ -145,10 +146,8 @@ struct PaintApp {
     message: String,
     show_help: bool,
     // Replay.
-    replay: Option<Replay>,
-    outcome: Arc<Mutex<Option<String>>>,
+    replay: Option<ReplayDriver>,
     class_rects: BTreeMap<u32, Rect>,
-    screenshot_done: Arc<Mutex<Option<Result<(), String>>>>,
 }
 
 fn default_canvas(cfg: &SpadeConfig, palette: &Palette, size: Option<(usize, usize)>) -> Canvas {
@@ -293,10 +292,8 @@ impl PaintApp {
             unknown: (u64::MAX, BTreeMap::new()),
             message,
             show_help: false,
-            replay: script.map(Replay::new),
-            outcome,
+            replay: script.map(|s| ReplayDriver::new(s, outcome)),
             class_rects: BTreeMap::new(),
-            screenshot_done: Arc::new(Mutex::new(None)),
             cfg,
         })
     }
@@ -922,157 +919,6 @@ impl PaintApp {
             });
         self.show_help = open && self.show_help;
     }
-
-    // ---------------------------------------------------------------- replay
-
-    fn replay_inject(&mut self, raw: &mut egui::RawInput) {
-        let Some(rp) = &mut self.replay else { return };
-        if rp.frames.is_empty()
-            && rp.waiting.is_none()
-            && let Some(step) = rp.steps.pop_front()
-        {
-            rp.done += 1;
-            let view = self.view;
-            let at = |p: &[f32; 2]| view.to_screen(p[0] + 0.5, p[1] + 0.5);
-            match &step {
-                Step::Key { key, ctrl, shift } => match Key::from_name(key) {
-                    Some(k) => {
-                        let mut m = egui::Modifiers::NONE;
-                        if *ctrl {
-                            m |= egui::Modifiers::COMMAND;
-                        }
-                        if *shift {
-                            m |= egui::Modifiers::SHIFT;
-                        }
-                        rp.key(k, m);
-                    }
-                    None => {
-                        *self.outcome.lock().unwrap() = Some(format!("unknown key name '{key}'"))
-                    }
-                },
-                Step::ClickClass { name } => match self
-                    .palette
-                    .lookup(name)
-                    .and_then(|c| self.class_rects.get(&c.id))
-                {
-                    Some(r) => rp.drag(&[r.center()]),
-                    None => {
-                        *self.outcome.lock().unwrap() =
-                            Some(format!("no palette entry '{name}' on screen"))
-                    }
-                },
-                Step::Drag { points } => rp.drag(&points.iter().map(at).collect::<Vec<_>>()),
-                Step::Click { at: p } => rp.drag(&[at(p)]),
-                Step::Frames { n } => rp.idle(*n),
-                _ => rp.waiting = Some((step.clone(), Instant::now())),
-            }
-        }
-        if let Some(evs) = rp.frames.pop_front() {
-            raw.events.extend(evs);
-        }
-    }
-
-    /// Steps that act on the app or wait (called from `ui`, after input was handled).
-    fn replay_act(&mut self, ctx: &egui::Context) {
-        let Some(mut rp) = self.replay.take() else {
-            return;
-        };
-        ctx.request_repaint();
-        self.replay_step(ctx, &mut rp);
-        self.replay = Some(rp);
-        if self.outcome.lock().unwrap().is_some() {
-            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-        }
-    }
-
-    fn replay_step(&mut self, ctx: &egui::Context, rp: &mut Replay) {
-        let fail = |app: &Self, msg: String| *app.outcome.lock().unwrap() = Some(msg);
-        let Some((step, since)) = rp.waiting.clone() else {
-            if rp.steps.is_empty() && rp.frames.is_empty() {
-                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-            }
-            return;
-        };
-        if since.elapsed().as_secs_f64() > rp.timeout_s {
-            fail(self, format!("step {} ({step:?}) timed out", rp.done));
-            return;
-        }
-        let finished = match &step {
-            Step::WaitRender => self.up_to_date(),
-            Step::Screenshot { path } => {
-                let result = self.screenshot_done.lock().unwrap().take();
-                match result {
-                    Some(r) => {
-                        if let Err(e) = r {
-                            fail(self, e);
-                        }
-                        true
-                    }
-                    None if !rp.asked => {
-                        rp.asked = true;
-                        let slot = self.screenshot_done.clone();
-                        let path = path.clone();
-                        let rect = |r: Rect| [r.min.x, r.min.y, r.max.x, r.max.y];
-                        let layout = serde_json::json!({
-                            "canvas": rect(self.view.rect),
-                            "preview": self.preview_rect.map(rect),
-                            "pixels_per_point": ctx.pixels_per_point(),
-                            "shown_seq": self.shown_seq,
-                        });
-                        ctx.request_screenshot(move |img| {
-                            let r = save_screenshot(&path, &img, &layout);
-                            *slot.lock().unwrap() = Some(r.map_err(|e| format!("{e:#}")));
-                        });
-                        false
-                    }
-                    None => false,
-                }
-            }
-            Step::SaveMap { path } => {
-                if let Err(e) = self.save_map(&path.display().to_string(), false) {
-                    fail(self, format!("{e:#}"));
-                }
-                true
-            }
-            Step::SaveImage { path } => {
-                if let Err(e) = self.save_image(&path.display().to_string()) {
-                    fail(self, format!("{e:#}"));
-                }
-                true
-            }
-            Step::Quit => {
-                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
-                true
-            }
-            _ => true,
-        };
-        if finished {
-            rp.waiting = None;
-            rp.asked = false;
-            eprintln!("replay: step {} done ({step:?})", rp.done);
-        }
-    }
-}
-
-fn save_screenshot(
-    path: &std::path::Path,
-    img: &egui::ColorImage,
-    layout: &serde_json::Value,
-) -> Result<()> {
-    let [w, h] = img.size;
-    let rgb: Vec<u8> = img
-        .pixels
-        .iter()
-        .flat_map(|c| [c.r(), c.g(), c.b()])
-        .collect();
-    crate::io::image::save_rgb_png(path, &rgb, h, w)?;
-    let mut layout = layout.clone();
-    layout["size"] = serde_json::json!([w, h]);
-    std::fs::write(
-        path.with_extension("json"),
-        serde_json::to_string_pretty(&layout)?,
-    )?;
-    Ok(())
 }
 
 fn cfg_label(cfg: &SpadeConfig) -> String {
@@ -1085,9 +931,40 @@ fn cfg_label(cfg: &SpadeConfig) -> String {
     )
 }
 
+impl ReplayTarget for PaintApp {
+    fn screen_pos(&self, x: f32, y: f32) -> Pos2 {
+        self.view.to_screen(x, y)
+    }
+    fn palette_entry(&self, name: &str) -> Option<Rect> {
+        self.palette
+            .lookup(name)
+            .and_then(|c| self.class_rects.get(&c.id))
+            .copied()
+    }
+    fn preview_is_current(&self) -> bool {
+        self.up_to_date()
+    }
+    fn screen_layout(&self) -> ScreenLayout {
+        ScreenLayout {
+            canvas: self.view.rect,
+            preview: self.preview_rect,
+            shown_seq: self.shown_seq,
+        }
+    }
+    fn save_palette_map(&mut self, path: &str) -> Result<()> {
+        self.save_map(path, false)
+    }
+    fn save_generated_image(&mut self, path: &str) -> Result<()> {
+        self.save_image(path)
+    }
+}
+
 impl eframe::App for PaintApp {
     fn raw_input_hook(&mut self, _ctx: &egui::Context, raw: &mut egui::RawInput) {
-        self.replay_inject(raw);
+        if let Some(mut rp) = self.replay.take() {
+            rp.inject(raw, self);
+            self.replay = Some(rp);
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
@@ -1153,7 +1030,10 @@ impl eframe::App for PaintApp {
         }
         self.request_render();
         self.autosave_now();
-        self.replay_act(&ctx);
+        if let Some(mut rp) = self.replay.take() {
+            rp.act(&ctx, self);
+            self.replay = Some(rp);
+        }
     }
 
     fn on_exit(&mut self) {

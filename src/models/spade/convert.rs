@@ -6,7 +6,7 @@
 //! kept; `num_batches_tracked` is dropped. The config goes into the `spade_config` header entry.
 use super::config::{NormKind, SpadeConfig};
 use crate::weights::WeightStore;
-use crate::weights::torch_pickle::{RawTensor, load_pth};
+use crate::weights::pth::{RawTensor, load_pth};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -73,7 +73,7 @@ fn main() {
             a.runs
         );
     };
-    // The same list as `op_workloads` in src/bench.rs (name, c_in, c_out, size, kernel).
+    // The same list as `op_workloads` in src/bench/workloads.rs (name, c_in, c_out, size, kernel).
     let convs: &[(&str, usize, usize, usize, usize)] = &[
         ("conv3x3 1024→1024 @16", 1024, 1024, 16, 3),
         ("conv3x3 512→256 @64", 512, 256, 64, 3),

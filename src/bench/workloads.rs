@@ -1,6 +1,8 @@
-//! `spadework bench`: the same workloads on every adapter wgpu finds and on the CPU backend, with
-//! warm-up, medians, GFLOP/s, peak memory, a table and JSON for comparing machines.
-use crate::backend::{Device, GpuContext, WeightStorage};
+//! What `spadework bench` measures: the device's attainable peak (GEMM-shaped work), SPADE's ops
+//! at their shapes, end-to-end generator and text-encoder forwards, and the painter's demo loop.
+//! Each workload is built just before it runs and knows its FLOPs and, with f16 weights, its error
+//! against f32 weights.
+use crate::backend::{Device, WeightStorage};
 use crate::models::spade::input::PreparedMap;
 use crate::models::{ClipTextConfig, ClipTextEncoder, SpadeConfig};
 use crate::ops::{self, Conv2d, OneHotConv, ParamFreeNorm};
@@ -8,66 +10,25 @@ use crate::pipelines::spade::SpadePipeline;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::vars::Vars;
-use anyhow::{Context, Result};
-use serde::Serialize;
+use anyhow::Result;
 use std::sync::Arc;
-use std::time::Instant;
-
-#[derive(Serialize, Clone, Debug)]
-pub struct Row {
-    pub adapter: String,
-    pub backend: String,
-    pub workload: String,
-    pub kind: String,
-    pub runs: usize,
-    pub median_ms: f64,
-    pub min_ms: f64,
-    /// Executed GFLOP/s: one-hot convs count as the gather they run.
-    pub gflops: f64,
-    /// GFLOP/s with one-hot convs counted dense, as the SPADE paper counts them (equal to `gflops`
-    /// where no one-hot conv runs).
-    pub dense_equiv_gflops: f64,
-    /// Executed GFLOP/s as a share of the device's own peak, measured in the same run by the tuned
-    /// microbenchmark (the `peak` rows: GEMM-shaped work on the best conv tile, or sgemm on the CPU).
-    pub pct_of_peak: f64,
-    /// Device memory (GPU): the most held at once during the timed runs, what was held before
-    /// them (weights, inputs, γ/β caches), and the two largest buffers the runs allocated.
-    pub peak_device_mib: f64,
-    pub resident_device_mib: f64,
-    pub largest2_device_mib: f64,
-    /// Host resident-set peak while this workload was built and run (Linux; its own peak where
-    /// the kernel lets the mark be reset, else the process's).
-    pub host_rss_mib: f64,
-    /// Rows with f16 weight storage (`f16w`): the largest and mean |Δ| of the output against the
-    /// same work with f32 weights on the same device and input (NaN, i.e. null, elsewhere).
-    pub max_err_vs_f32: f64,
-    pub mean_err_vs_f32: f64,
-}
-
-#[derive(Serialize)]
-pub struct DeviceReport {
-    pub adapter: String,
-    pub backend: String,
-    pub info: serde_json::Value,
-    pub rows: Vec<Row>,
-}
 
 /// One benchmark: a name and how to build it. Workloads are built one at a time, just before they
 /// run, so each one's memory figures are its own.
-struct Work<'a> {
-    name: String,
-    kind: &'static str,
-    build: Box<dyn FnOnce() -> Result<Ready<'a>> + 'a>,
+pub(super) struct Work<'a> {
+    pub(super) name: String,
+    pub(super) kind: &'static str,
+    pub(super) build: Box<dyn FnOnce() -> Result<Ready<'a>> + 'a>,
 }
 
 /// A built workload: its FLOPs (2 per multiply-add; `flop` executed, `dense_flop` with one-hot
 /// convs counted dense where that differs) and a closure that runs it once.
-struct Ready<'a> {
-    flop: f64,
-    dense_flop: Option<f64>,
-    run: Box<dyn FnMut() -> Result<()> + 'a>,
+pub(super) struct Ready<'a> {
+    pub(super) flop: f64,
+    pub(super) dense_flop: Option<f64>,
+    pub(super) run: Box<dyn FnMut() -> Result<()> + 'a>,
     /// (max, mean) |Δ| against f32 weights, for f16-weight rows.
-    err_vs_f32: Option<(f64, f64)>,
+    pub(super) err_vs_f32: Option<(f64, f64)>,
 }
 
 impl<'a> Work<'a> {
@@ -153,25 +114,6 @@ fn storage_suffix(s: WeightStorage) -> &'static str {
     }
 }
 
-/// Resets the process's resident-set high-water mark (Linux ≥ 4.0), so `host_rss_mib` reports the
-/// next workload's own peak; false where that is not possible.
-pub fn reset_rss_peak() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
-}
-
-/// Host resident-set high-water mark (Linux), MiB.
-pub fn host_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(f64::NAN)
-}
-
 fn rand(n: usize, seed: u64) -> Vec<f32> {
     Rng::new(seed).uniform_vec(n, -1.0, 1.0)
 }
@@ -179,7 +121,7 @@ fn rand(n: usize, seed: u64) -> Vec<f32> {
 /// The device's attainable dense rate: GEMM-shaped work (a 1×1 conv, 512→512 at 64², i.e.
 /// 4096×512×512) on every GPU conv tile with f32 and f16 weights, or a 1024³ sgemm on the CPU;
 /// the best row is the peak the other rows are compared with.
-fn peak_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
+pub(super) fn peak_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
     let mut v: Vec<Work> = Vec::new();
     match d {
         Device::Gpu(_) => {
@@ -222,7 +164,7 @@ fn peak_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
 }
 
 /// Per-op workloads at SPADE's shapes (`quick`: 1/4 of the spatial size).
-fn op_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
+pub(super) fn op_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
     let s = if quick { 4 } else { 1 };
     let mut v: Vec<Work> = Vec::new();
     let convs: &[(&str, usize, usize, usize, usize)] = &[
@@ -366,7 +308,7 @@ fn op_workloads(d: &Device, quick: bool) -> Vec<Work<'_>> {
 }
 
 /// End-to-end generator forwards with random weights (`quick`: a 64×64 ngf-16 ade20k layout).
-fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
+pub(super) fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
     let presets: Vec<(String, SpadeConfig)> = if quick {
         let cfg = SpadeConfig {
             crop_size: 64,
@@ -477,7 +419,7 @@ fn demo_model(d: &Device) -> Result<SpadePipeline> {
     let store = match crate::pipelines::spade::DEMO_MODEL {
         Some(_) => crate::pipelines::spade::load_store(None)?,
         None => {
-            let classes = serde_json::from_str(include_str!("../maps/classes.json"))?;
+            let classes = serde_json::from_str(include_str!("../../maps/classes.json"))?;
             let cfg = SpadeConfig {
                 label_nc: 14,
                 contain_dontcare_label: false,
@@ -562,314 +504,4 @@ fn demo_workloads(d: &Device) -> Vec<Work<'_>> {
             }))
         }),
     ]
-}
-
-/// Runs every workload on `d`: one warm-up (pipeline compilation), then `runs` timed runs, each
-/// followed by a device sync.
-pub fn run_device(
-    d: &Device,
-    adapter: &str,
-    quick: bool,
-    runs: usize,
-    only: Option<&str>,
-    progress: &indicatif::ProgressBar,
-) -> Result<Vec<Row>> {
-    let mut works = op_workloads(d, quick);
-    works.extend(e2e_workloads(d, quick)?);
-    // Last, on a warm machine (first in the list it measured 20 % low on the CPU).
-    works.extend(peak_workloads(d, quick));
-    if let Some(f) = only {
-        works.retain(|w| w.kind == "peak" || f.split(',').any(|p| w.name.contains(p.trim())));
-    }
-    progress.inc_length(works.len() as u64);
-    run_works(d, adapter, quick, runs, works, progress)
-}
-
-fn run_works(
-    d: &Device,
-    adapter: &str,
-    quick: bool,
-    runs: usize,
-    works: Vec<Work>,
-    progress: &indicatif::ProgressBar,
-) -> Result<Vec<Row>> {
-    let backend = if d.is_gpu() { "gpu" } else { "cpu" };
-    let mut rows = Vec::new();
-    for wk in works {
-        progress.set_message(format!("{adapter}: {}", wk.name));
-        // Each workload's memory is its own: the previous one is dropped, the pool emptied and
-        // the high-water marks reset before it is built.
-        if let Device::Gpu(ctx) = d {
-            ctx.sync()?;
-            ctx.trim_pool();
-            ctx.reset_mem_stats();
-        }
-        crate::backend::cpu::release_freed_memory();
-        reset_rss_peak();
-        let mut ready = (wk.build)()?;
-        // What the build freed (f16 rows also build and run an f32 twin for their error) leaves
-        // the pool: the warm-up below starts from the workload's own weights and inputs.
-        if let Device::Gpu(ctx) = d {
-            ctx.sync()?;
-            ctx.trim_pool();
-            ctx.reset_mem_stats();
-        }
-        // The peak microbenchmark gets extra warm-up and runs, and reports its best run.
-        let peak = wk.kind == "peak";
-        for _ in 0..if peak { 3 } else { 1 } {
-            (ready.run)()?;
-            d.sync()?;
-        }
-        // Held after the warm-up: weights, inputs and caches (γ/β); the timed runs' peak above
-        // it is their working set.
-        let resident = match d {
-            Device::Gpu(ctx) => ctx.mem_stats().live,
-            Device::Cpu => 0,
-        };
-        if let Device::Gpu(ctx) = d {
-            ctx.reset_mem_stats();
-        }
-        let n = if wk.kind == "e2e" && d.is_gpu() && !quick {
-            1
-        } else if peak {
-            runs.max(5)
-        } else {
-            runs
-        };
-        let mut ms = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
-            (ready.run)()?;
-            d.sync()?;
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        ms.sort_by(|a, b| a.total_cmp(b));
-        let median = ms[ms.len() / 2];
-        // The rate of a peak row is its best run; of every other row, its median.
-        let rate_ms = if peak { ms[0] } else { median };
-        let (peak_dev, largest) = match d {
-            Device::Gpu(ctx) => {
-                let m = ctx.mem_stats();
-                (m.peak, m.largest[0] + m.largest[1])
-            }
-            Device::Cpu => (0, 0),
-        };
-        let mib = |b: u64| b as f64 / 1048576.0;
-        rows.push(Row {
-            adapter: adapter.to_string(),
-            backend: backend.into(),
-            workload: wk.name,
-            kind: wk.kind.into(),
-            runs: n,
-            median_ms: median,
-            min_ms: ms[0],
-            gflops: ready.flop / rate_ms / 1e6,
-            dense_equiv_gflops: ready.dense_flop.unwrap_or(ready.flop) / rate_ms / 1e6,
-            pct_of_peak: f64::NAN,
-            peak_device_mib: mib(peak_dev),
-            resident_device_mib: mib(resident),
-            largest2_device_mib: mib(largest),
-            host_rss_mib: host_rss_mib(),
-            max_err_vs_f32: ready.err_vs_f32.map_or(f64::NAN, |e| e.0),
-            mean_err_vs_f32: ready.err_vs_f32.map_or(f64::NAN, |e| e.1),
-        });
-        drop(ready);
-        progress.inc(1);
-    }
-    let peak = rows
-        .iter()
-        .filter(|r| r.kind == "peak")
-        .map(|r| r.gflops)
-        .fold(0.0, f64::max);
-    for r in &mut rows {
-        r.pct_of_peak = if peak > 0.0 {
-            100.0 * r.gflops / peak
-        } else {
-            f64::NAN
-        };
-    }
-    Ok(rows)
-}
-
-/// Only the per-op workloads whose name contains `filter` (for kernel experiments).
-pub fn run_ops(
-    d: &Device,
-    adapter: &str,
-    quick: bool,
-    runs: usize,
-    filter: &str,
-) -> Result<Vec<Row>> {
-    let mut works: Vec<Work> = op_workloads(d, quick)
-        .into_iter()
-        .filter(|w| w.name.contains(filter))
-        .collect();
-    works.extend(peak_workloads(d, quick));
-    run_works(
-        d,
-        adapter,
-        quick,
-        runs,
-        works,
-        &indicatif::ProgressBar::hidden(),
-    )
-}
-
-pub fn gpu_info(ctx: &Arc<GpuContext>) -> serde_json::Value {
-    let t = crate::ops::conv2d::gpu_tile(ctx);
-    let tile = format!("{}x{}", t.0, t.1);
-    let i = &ctx.info;
-    let l = &ctx.limits;
-    serde_json::json!({
-        "name": i.name, "backend": format!("{:?}", i.backend), "device_type": format!("{:?}", i.device_type),
-        "driver": i.driver, "driver_info": i.driver_info, "vendor": i.vendor, "device": i.device,
-        "features": format!("{:?}", ctx.device.features()),
-        "conv_tile": tile,
-        "limits": {
-            "max_storage_buffer_binding_size": l.max_storage_buffer_binding_size,
-            "max_buffer_size": l.max_buffer_size,
-            "max_compute_workgroup_storage_size": l.max_compute_workgroup_storage_size,
-            "max_compute_invocations_per_workgroup": l.max_compute_invocations_per_workgroup,
-            "max_compute_workgroups_per_dimension": l.max_compute_workgroups_per_dimension,
-        }
-    })
-}
-
-pub fn print_table(rows: &[Row]) {
-    println!(
-        "{:<34} {:<4} {:<44} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>10}",
-        "adapter",
-        "be",
-        "workload",
-        "median ms",
-        "min ms",
-        "GFLOP/s",
-        "dense-eq",
-        "% peak",
-        "dev MiB",
-        "resident",
-        "2 largest",
-        "RSS MiB",
-        "err vs f32"
-    );
-    for r in rows {
-        let name: String = r.adapter.chars().take(34).collect();
-        println!(
-            "{:<34} {:<4} {:<44} {:>10.2} {:>10.2} {:>9.1} {:>9.1} {:>7.0} {:>9.0} {:>9.0} {:>9.0} {:>8.0} {:>10}",
-            name,
-            r.backend,
-            r.workload,
-            r.median_ms,
-            r.min_ms,
-            r.gflops,
-            r.dense_equiv_gflops,
-            r.pct_of_peak,
-            r.peak_device_mib,
-            r.resident_device_mib,
-            r.largest2_device_mib,
-            r.host_rss_mib,
-            if r.max_err_vs_f32.is_nan() {
-                "-".to_string()
-            } else {
-                format!("{:.1e}", r.max_err_vs_f32)
-            }
-        );
-    }
-}
-
-/// ASCII stand-ins for the few non-ASCII characters in workload names (the 8×8 font is ASCII).
-fn ascii(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '²' => '2',
-            '→' => '>',
-            '×' => 'x',
-            'γ' => 'g',
-            'β' => 'b',
-            c if c.is_ascii() => c,
-            _ => '?',
-        })
-        .collect()
-}
-
-fn draw_text(img: &mut image::RgbImage, x: u32, y: u32, text: &str, scale: u32, color: [u8; 3]) {
-    for (i, ch) in ascii(text).chars().enumerate() {
-        let glyph = font8x8::legacy::BASIC_LEGACY[(ch as usize) & 127];
-        for (gy, row) in glyph.iter().enumerate() {
-            for gx in 0..8 {
-                if row >> gx & 1 == 1 {
-                    for dy in 0..scale {
-                        for dx in 0..scale {
-                            let px = x + (i as u32 * 8 + gx) * scale + dx;
-                            let py = y + gy as u32 * scale + dy;
-                            if px < img.width() && py < img.height() {
-                                img.put_pixel(px, py, image::Rgb(color));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A horizontal bar chart of GFLOP/s per workload and device, written as PNG.
-pub fn plot(rows: &[Row], path: &std::path::Path) -> Result<()> {
-    const PALETTE: [[u8; 3]; 4] = [[52, 101, 164], [204, 102, 0], [78, 154, 6], [117, 80, 123]];
-    let rows: Vec<&Row> = rows.iter().filter(|r| r.gflops.is_finite()).collect();
-    let devices: Vec<&str> = rows.iter().fold(Vec::new(), |mut v, r| {
-        if !v.contains(&r.adapter.as_str()) {
-            v.push(r.adapter.as_str());
-        }
-        v
-    });
-    let (label_w, bar_w, row_h, top) = (600u32, 560u32, 22u32, 40u32);
-    let height = top + rows.len() as u32 * row_h + 20 + devices.len() as u32 * 20;
-    let mut img =
-        image::RgbImage::from_pixel(label_w + bar_w + 140, height, image::Rgb([255, 255, 255]));
-    draw_text(
-        &mut img,
-        10,
-        10,
-        "spadework bench: executed GFLOP/s, log scale",
-        2,
-        [0, 0, 0],
-    );
-    let max = rows.iter().map(|r| r.gflops).fold(1e-9, f64::max);
-    for (i, r) in rows.iter().enumerate() {
-        let y = top + i as u32 * row_h;
-        let di = devices.iter().position(|d| *d == r.adapter).unwrap_or(0);
-        let color = PALETTE[di % PALETTE.len()];
-        let label: String = ascii(&r.workload).chars().take(36).collect();
-        draw_text(&mut img, 10, y + 3, &label, 2, [30, 30, 30]);
-        // log scale from 0.1 GFLOP/s to the maximum
-        let frac =
-            ((r.gflops.max(0.1) / 0.1).log10() / (max.max(0.2) / 0.1).log10()).clamp(0.0, 1.0);
-        let len = (frac * bar_w as f64).round().max(1.0) as u32;
-        for yy in y + 2..y + row_h - 2 {
-            for xx in label_w..label_w + len {
-                img.put_pixel(xx, yy, image::Rgb(color));
-            }
-        }
-        draw_text(
-            &mut img,
-            label_w + len + 6,
-            y + 3,
-            &format!("{:.1}", r.gflops),
-            2,
-            [30, 30, 30],
-        );
-    }
-    for (i, d) in devices.iter().enumerate() {
-        let y = top + rows.len() as u32 * row_h + 10 + i as u32 * 20;
-        let c = PALETTE[i % PALETTE.len()];
-        for yy in y..y + 14 {
-            for xx in 10..30 {
-                img.put_pixel(xx, yy, image::Rgb(c));
-            }
-        }
-        draw_text(&mut img, 40, y, d, 2, [0, 0, 0]);
-    }
-    img.save(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
