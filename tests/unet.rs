@@ -247,3 +247,25 @@ fn unet_names_bad_inputs() {
         "{e}"
     );
 }
+
+#[test]
+fn unet_flops_match_torch_flop_counter() {
+    // torch.utils.flop_counter.FlopCounterMode totals of the diffusers forward on each fixture's
+    // inputs (convolutions, matmuls and attention).
+    for (name, want) in [
+        ("sd1", 108957696.0),
+        ("sd2", 151490560.0),
+        ("inpaint", 48324608.0),
+        ("class_proj", 22448640.0),
+    ] {
+        let f = fixture(name);
+        let unet =
+            UNet2DConditionModel::load(&Vars::new(&f.weights, &Device::Cpu), &f.cfg).unwrap();
+        let [b, _, h, w] = f.io.shape("sample").unwrap()[..] else {
+            panic!()
+        };
+        let tokens = f.io.shape("encoder_hidden_states").unwrap()[1];
+        let got = unet.flops(b, h, w, tokens);
+        assert_eq!(got, want, "{name}");
+    }
+}

@@ -1,6 +1,8 @@
 //! The UNet's transformer (diffusers attention_processor.py, attention.py,
 //! transformers/transformer_2d.py): `Attention`, the GEGLU `FeedForward`, `BasicTransformerBlock`
 //! and `Transformer2DModel`, which runs the blocks on the pixels of a feature map as tokens.
+use super::{conv_flops, linear_flops};
+use crate::ops::attention::AttnShape;
 use crate::ops::{self, AttnMask, Conv2d, GroupNorm, LayerNorm, Linear};
 use crate::tensor::Tensor;
 use crate::weights::vars::Vars;
@@ -35,6 +37,23 @@ impl Attention {
             to_out_0: v.pp("to_out").linear("0", [query_dim, inner], true)?,
             heads,
         })
+    }
+
+    /// FLOPs on `b` × `lq` queries over `lk` keys.
+    pub fn flops(&self, b: usize, lq: usize, lk: usize) -> f64 {
+        let inner = self.to_q.fout;
+        let shape = AttnShape {
+            batch: b,
+            lq,
+            lk,
+            heads: self.heads,
+            head_dim: inner / self.heads,
+        };
+        linear_flops(&self.to_q, b * lq)
+            + linear_flops(&self.to_k, b * lk)
+            + linear_flops(&self.to_v, b * lk)
+            + shape.flops(false)
+            + linear_flops(&self.to_out_0, b * lq)
     }
 
     /// x: `[B, L, query_dim]`; context: `[B, Lk, context_dim]`, or None for self-attention.
@@ -111,6 +130,15 @@ impl BasicTransformerBlock {
         })
     }
 
+    /// FLOPs on `b` × `l` tokens with `lk` text tokens.
+    pub fn flops(&self, b: usize, l: usize, lk: usize) -> f64 {
+        let attn1_keys = if self.only_cross_attention { lk } else { l };
+        self.attn1.flops(b, l, attn1_keys)
+            + self.attn2.flops(b, l, lk)
+            + linear_flops(&self.ff.net_0_proj, b * l)
+            + linear_flops(&self.ff.net_2, b * l)
+    }
+
     /// x: `[B, L, dim]`, text: `[B, Lk, cross_attention_dim]`.
     pub fn forward(&self, x: &Tensor, text: &Tensor) -> Result<Tensor> {
         let attn1_ctx = self.only_cross_attention.then_some(text);
@@ -175,6 +203,20 @@ impl Transformer2DModel {
                 .collect::<Result<_>>()?,
             proj_out: Projection::load(v, "proj_out", channels, inner, linear)?,
         })
+    }
+
+    /// FLOPs on `[b, C, h, w]` with `lk` text tokens.
+    pub fn flops(&self, b: usize, h: usize, w: usize, lk: usize) -> f64 {
+        let proj = |p: &Projection| match p {
+            Projection::Conv(c) => conv_flops(c, b, h, w),
+            Projection::Linear(l) => linear_flops(l, b * h * w),
+        };
+        let blocks: f64 = self
+            .transformer_blocks
+            .iter()
+            .map(|t| t.flops(b, h * w, lk))
+            .sum();
+        proj(&self.proj_in) + blocks + proj(&self.proj_out)
     }
 
     /// x: `[B, C, H, W]`, text: `[B, Lk, cross_attention_dim]` → `[B, C, H, W]`.

@@ -1,6 +1,7 @@
 //! The UNet's convolutional pieces (diffusers resnet.py, downsampling.py, upsampling.py):
 //! `ResnetBlock2D` with its time-embedding projection, `Downsample2D` (a stride-2 conv) and
 //! `Upsample2D` (nearest 2× then a conv).
+use super::{conv_flops, linear_flops};
 use crate::ops::{self, Conv2d, GroupNorm, Linear, NearestRule};
 use crate::tensor::Tensor;
 use crate::weights::vars::Vars;
@@ -49,6 +50,17 @@ impl ResnetBlock2D {
         })
     }
 
+    /// FLOPs of [`Self::forward`] on `[b, Cin, h, w]` (convolutions and the projection).
+    pub fn flops(&self, b: usize, h: usize, w: usize) -> f64 {
+        conv_flops(&self.conv1, b, h, w)
+            + conv_flops(&self.conv2, b, h, w)
+            + self
+                .conv_shortcut
+                .as_ref()
+                .map_or(0.0, |c| conv_flops(c, b, h, w))
+            + linear_flops(&self.time_emb_proj, b)
+    }
+
     /// x: `[B, Cin, H, W]`, temb: `[B, temb_channels]` → `[B, Cout, H, W]`.
     pub fn forward(&self, x: &Tensor, temb: &Tensor) -> Result<Tensor> {
         let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
@@ -91,6 +103,18 @@ impl Downsample2D {
         })
     }
 
+    /// The output size for an `h`×`w` input.
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        let extra = self.pad_bottom_right as usize;
+        let o = |n: usize| (n + extra + 2 * self.conv.pad - 3) / 2 + 1;
+        (o(h), o(w))
+    }
+
+    pub fn flops(&self, b: usize, h: usize, w: usize) -> f64 {
+        let (oh, ow) = self.out_size(h, w);
+        conv_flops(&self.conv, b, oh, ow)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.pad_bottom_right {
             self.conv.forward(&ops::pad2d(x, [0, 1, 0, 1])?)
@@ -111,6 +135,11 @@ impl Upsample2D {
         Ok(Upsample2D {
             conv: v.conv2d("conv", [channels, channels, 3, 3], true, 1, 1)?,
         })
+    }
+
+    /// FLOPs of the conv on an `oh`×`ow` (upsampled) map.
+    pub fn flops(&self, b: usize, oh: usize, ow: usize) -> f64 {
+        conv_flops(&self.conv, b, oh, ow)
     }
 
     pub fn forward(&self, x: &Tensor, size: Option<(usize, usize)>) -> Result<Tensor> {

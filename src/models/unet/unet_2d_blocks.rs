@@ -95,6 +95,20 @@ impl DownBlock {
         })
     }
 
+    /// FLOPs on `[b, Cin, h, w]` with `lk` text tokens, and the output size.
+    pub fn flops(&self, b: usize, h: usize, w: usize, lk: usize) -> (f64, (usize, usize)) {
+        let mut f: f64 = self.resnets.iter().map(|r| r.flops(b, h, w)).sum();
+        f += self
+            .attentions
+            .iter()
+            .map(|a| a.flops(b, h, w, lk))
+            .sum::<f64>();
+        match &self.downsamplers {
+            Some(d) => (f + d.flops(b, h, w), d.out_size(h, w)),
+            None => (f, (h, w)),
+        }
+    }
+
     /// Runs the block on the last map of `skips` and appends its output states there (each
     /// layer's output, then the downsampled map): the up blocks take them back as skip
     /// connections, and the last one is the block's output.
@@ -136,6 +150,15 @@ impl UNetMidBlock2DCrossAttn {
                 .collect::<Result<_>>()?,
             attentions: load_attentions(v, s, p, p.num_layers)?,
         })
+    }
+
+    pub fn flops(&self, b: usize, h: usize, w: usize, lk: usize) -> f64 {
+        let r: f64 = self.resnets.iter().map(|r| r.flops(b, h, w)).sum();
+        r + self
+            .attentions
+            .iter()
+            .map(|a| a.flops(b, h, w, lk))
+            .sum::<f64>()
     }
 
     pub fn forward(&self, x: &Tensor, temb: &Tensor, text: &Tensor) -> Result<Tensor> {
@@ -185,6 +208,17 @@ impl UpBlock {
                 None
             },
         })
+    }
+
+    /// FLOPs on `h`×`w` maps with `lk` text tokens, upsampling to `out` (if it upsamples).
+    pub fn flops(&self, b: usize, (h, w): (usize, usize), out: (usize, usize), lk: usize) -> f64 {
+        let r: f64 = self.resnets.iter().map(|r| r.flops(b, h, w)).sum();
+        let a: f64 = self.attentions.iter().map(|a| a.flops(b, h, w, lk)).sum();
+        r + a
+            + self
+                .upsamplers
+                .as_ref()
+                .map_or(0.0, |u| u.flops(b, out.0, out.1))
     }
 
     /// Takes this block's skips from the end of `skips`; `upsample_size` forces the upsampler's

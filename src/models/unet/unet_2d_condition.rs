@@ -4,6 +4,7 @@
 use super::config::{UNet2DConditionConfig, UNetPlan};
 use super::embeddings::{TimestepEmbedding, Timesteps, batch_timesteps, time_proj};
 use super::unet_2d_blocks::{DownBlock, Shared, UNetMidBlock2DCrossAttn, UpBlock};
+use super::{conv_flops, linear_flops};
 use crate::ops::{self, Conv2d, GroupNorm};
 use crate::tensor::Tensor;
 use crate::weights::vars::Vars;
@@ -94,6 +95,40 @@ impl UNet2DConditionModel {
         };
         v.finish("the checkpoint has layers this UNet config does not (check unet/config.json)")?;
         Ok(model)
+    }
+
+    /// FLOPs (2 per multiply-add) of one [`Self::forward`] on a `[b, in_channels, h, w]` sample with
+    /// `tokens` text tokens: convolutions, linear layers and attention (norms and elementwise ops
+    /// not counted).
+    pub fn flops(&self, b: usize, h: usize, w: usize, tokens: usize) -> f64 {
+        let mut f = conv_flops(&self.conv_in, b, h, w) + conv_flops(&self.conv_out, b, h, w);
+        let te = &self.time_embedding;
+        f += linear_flops(&te.linear_1, b) + linear_flops(&te.linear_2, b);
+        if let Some(ce) = &self.class_embedding {
+            f += linear_flops(&ce.linear_1, b) + linear_flops(&ce.linear_2, b);
+        }
+        // The map size of each level on the way down; the up blocks climb back through them.
+        let mut levels = vec![(h, w)];
+        for block in &self.down_blocks {
+            let (lh, lw) = levels[levels.len() - 1];
+            let (bf, next) = block.flops(b, lh, lw, tokens);
+            f += bf;
+            if block.downsamplers.is_some() {
+                levels.push(next);
+            }
+        }
+        let (bh, bw) = levels[levels.len() - 1];
+        if let Some(mid) = &self.mid_block {
+            f += mid.flops(b, bh, bw, tokens);
+        }
+        for block in &self.up_blocks {
+            let here = levels[levels.len() - 1];
+            if block.upsamplers.is_some() && levels.len() > 1 {
+                levels.pop();
+            }
+            f += block.flops(b, here, levels[levels.len() - 1], tokens);
+        }
+        f
     }
 
     /// The noise prediction `[B, out_channels, H, W]` for `sample` `[B, in_channels, H, W]` at
