@@ -1,15 +1,16 @@
-//! The UNet's convolutional pieces (diffusers resnet.py, downsampling.py, upsampling.py):
-//! `ResnetBlock2D` with its time-embedding projection, `Downsample2D` (a stride-2 conv) and
-//! `Upsample2D` (nearest 2× then a conv).
+//! The convolutional pieces of the UNet and the VAE (diffusers resnet.py, downsampling.py,
+//! upsampling.py): `ResnetBlock2D` with or without its time-embedding projection,
+//! `Downsample2D` (a stride-2 conv) and `Upsample2D` (nearest 2× then a conv).
 use super::{conv_flops, linear_flops};
 use crate::ops::{self, Conv2d, GroupNorm, Linear, NearestRule};
 use crate::tensor::Tensor;
 use crate::weights::vars::Vars;
-use anyhow::Result;
+use anyhow::{Result, bail};
 
 /// `ResnetBlock2D` (pre-norm, `time_embedding_norm="default"`):
 ///
-///   h = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(temb))[:, :, None, None]
+///   h = conv1(SiLU(norm1(x))) + time_emb_proj(SiLU(temb))[:, :, None, None]   (no term
+///                                                                    without a time embedding)
 ///   h = conv2(SiLU(norm2(h)))             (dropout: identity at inference)
 ///   out = (conv_shortcut(x) or x + h) / output_scale_factor
 ///
@@ -17,7 +18,8 @@ use anyhow::Result;
 pub struct ResnetBlock2D {
     pub norm1: GroupNorm,
     pub conv1: Conv2d,
-    pub time_emb_proj: Linear,
+    /// None when the block takes no time embedding (`temb_channels=None`: the VAE).
+    pub time_emb_proj: Option<Linear>,
     pub norm2: GroupNorm,
     pub conv2: Conv2d,
     pub conv_shortcut: Option<Conv2d>,
@@ -27,7 +29,8 @@ pub struct ResnetBlock2D {
 /// The settings a resnet takes from its block.
 #[derive(Clone, Copy, Debug)]
 pub struct ResnetArgs {
-    pub temb_channels: usize,
+    /// The time embedding's width, or None for a block without one.
+    pub temb_channels: Option<usize>,
     pub groups: usize,
     pub eps: f32,
     pub output_scale_factor: f32,
@@ -38,7 +41,10 @@ impl ResnetBlock2D {
         Ok(ResnetBlock2D {
             norm1: v.group_norm("norm1", a.groups, cin, a.eps)?,
             conv1: v.conv2d("conv1", [cout, cin, 3, 3], true, 1, 1)?,
-            time_emb_proj: v.linear("time_emb_proj", [cout, a.temb_channels], true)?,
+            time_emb_proj: match a.temb_channels {
+                Some(t) => Some(v.linear("time_emb_proj", [cout, t], true)?),
+                None => None,
+            },
             norm2: v.group_norm("norm2", a.groups, cout, a.eps)?,
             conv2: v.conv2d("conv2", [cout, cout, 3, 3], true, 1, 1)?,
             conv_shortcut: if cin != cout {
@@ -58,18 +64,26 @@ impl ResnetBlock2D {
                 .conv_shortcut
                 .as_ref()
                 .map_or(0.0, |c| conv_flops(c, b, h, w))
-            + linear_flops(&self.time_emb_proj, b)
+            + self
+                .time_emb_proj
+                .as_ref()
+                .map_or(0.0, |l| linear_flops(l, b))
     }
 
-    /// x: `[B, Cin, H, W]`, temb: `[B, temb_channels]` → `[B, Cout, H, W]`.
-    pub fn forward(&self, x: &Tensor, temb: &Tensor) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
-        let (b, c, _, _) = h.nchw()?;
-        let t = self
-            .time_emb_proj
-            .forward(&ops::silu(temb)?)?
-            .reshape(&[b, c, 1, 1])?;
-        let h = ops::add_bcast(&h, &t)?;
+    /// x: `[B, Cin, H, W]`, temb: `[B, temb_channels]` (None for a block without a time
+    /// embedding) → `[B, Cout, H, W]`.
+    pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
+        let mut h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
+        match (&self.time_emb_proj, temb) {
+            (Some(proj), Some(temb)) => {
+                let (b, c, _, _) = h.nchw()?;
+                let t = proj.forward(&ops::silu(temb)?)?.reshape(&[b, c, 1, 1])?;
+                h = ops::add_bcast(&h, &t)?;
+            }
+            (None, None) => {}
+            (Some(_), None) => bail!("ResnetBlock2D: this block needs a time embedding"),
+            (None, Some(_)) => bail!("ResnetBlock2D: this block takes no time embedding"),
+        }
         let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         let projected;
         let shortcut = match &self.conv_shortcut {

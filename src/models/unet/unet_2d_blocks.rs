@@ -21,7 +21,7 @@ pub struct Shared {
 
 fn resnet_args(s: Shared, p: &BlockPlan) -> ResnetArgs {
     ResnetArgs {
-        temb_channels: s.temb_channels,
+        temb_channels: Some(s.temb_channels),
         groups: s.groups,
         eps: s.eps,
         output_scale_factor: p.output_scale_factor,
@@ -114,7 +114,7 @@ impl DownBlock {
     /// connections, and the last one is the block's output.
     pub fn forward(&self, skips: &mut Vec<Tensor>, temb: &Tensor, text: &Tensor) -> Result<()> {
         for (i, resnet) in self.resnets.iter().enumerate() {
-            let mut h = resnet.forward(last(skips)?, temb)?;
+            let mut h = resnet.forward(last(skips)?, Some(temb))?;
             if let Some(attn) = self.attentions.get(i) {
                 h = attn.forward(&h, text)?;
             }
@@ -162,10 +162,10 @@ impl UNetMidBlock2DCrossAttn {
     }
 
     pub fn forward(&self, x: &Tensor, temb: &Tensor, text: &Tensor) -> Result<Tensor> {
-        let mut h = self.resnets[0].forward(x, temb)?;
+        let mut h = self.resnets[0].forward(x, Some(temb))?;
         for (attn, resnet) in self.attentions.iter().zip(&self.resnets[1..]) {
             h = attn.forward(&h, text)?;
-            h = resnet.forward(&h, temb)?;
+            h = resnet.forward(&h, Some(temb))?;
         }
         Ok(h)
     }
@@ -236,7 +236,7 @@ impl UpBlock {
             let Some(skip) = skips.pop() else {
                 bail!("UNet up block: no skip connection left for resnet {i}");
             };
-            h = resnet.forward(&ops::concat(&[&h, &skip], 1)?, temb)?;
+            h = resnet.forward(&ops::concat(&[&h, &skip], 1)?, Some(temb))?;
             if let Some(attn) = self.attentions.get(i) {
                 h = attn.forward(&h, text)?;
             }
