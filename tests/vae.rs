@@ -206,3 +206,46 @@ fn vae_names_wrong_tensors_and_inputs() {
     let e = format!("{:#}", post.sample(&z).err().unwrap());
     assert!(e.contains("noise has shape [1, 4, 4, 4]"), "{e}");
 }
+
+#[test]
+fn vae_reads_the_deprecated_attention_key_names() {
+    // Checkpoints saved before diffusers renamed the VAE attention name its projections
+    // query/key/value/proj_attn; the same weights under those names decode the same.
+    let f = fixture("sd");
+    let mut old = WeightStore::new("old-names.safetensors");
+    for k in f.weights.names() {
+        let renamed = k
+            .replace(".to_q.", ".query.")
+            .replace(".to_k.", ".key.")
+            .replace(".to_v.", ".value.")
+            .replace(".to_out.0.", ".proj_attn.");
+        let shape = f.weights.shape(k).unwrap().to_vec();
+        old.insert(renamed, shape, f.weights.values(k).unwrap().into_owned());
+    }
+    assert!(old.contains("decoder.mid_block.attentions.0.proj_attn.weight"));
+    let d = Device::Cpu;
+    let vae = AutoencoderKL::load(&Vars::new(&old, &d), &f.cfg).unwrap();
+    let got = vae.decode(&input(&f.io, "latents", &d)).unwrap();
+    assert!(rel_err(&f.io, "decoded", &got) <= 1e-4);
+}
+
+#[test]
+fn posterior_clamps_logvar_and_samples_with_its_std() {
+    use spadework::models::vae::DiagonalGaussianDistribution;
+    let d = Device::Cpu;
+    // [1, 2, 1, 3]: mean channel then logvar channel.
+    let moments =
+        Tensor::from_vec(&d, &[1, 2, 1, 3], vec![1.0, -2.0, 0.5, -40.0, 2.0, 25.0]).unwrap();
+    let post = DiagonalGaussianDistribution::new(&moments).unwrap();
+    assert_eq!(post.mode().to_vec().unwrap(), [1.0, -2.0, 0.5]);
+    assert_eq!(post.logvar.to_vec().unwrap(), [-30.0, 2.0, 20.0]);
+    let noise = Tensor::from_vec(&d, &[1, 1, 1, 3], vec![1.0, 1.0, -1.0]).unwrap();
+    let s = post.sample(&noise).unwrap().to_vec().unwrap();
+    let want = [1.0 + (-15f32).exp(), -2.0 + 1f32.exp(), 0.5 - 10f32.exp()];
+    for (g, w) in s.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= 1e-6 * w.abs().max(1.0),
+            "{s:?} vs {want:?}"
+        );
+    }
+}
