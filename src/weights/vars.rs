@@ -13,7 +13,7 @@
 //!   over as a file would.
 use super::WeightStore;
 use crate::backend::{Device, WeightStorage};
-use crate::ops::{Conv2d, LayerNorm, Linear};
+use crate::ops::{Conv2d, GroupNorm, LayerNorm, Linear};
 use crate::rng::Rng;
 use anyhow::{Result, bail};
 use std::borrow::Cow;
@@ -255,6 +255,20 @@ impl<'a> Vars<'a> {
         let w = v.get("weight", &[dim], Init::Uniform(0.9, 1.1))?;
         let b = v.get("bias", &[dim], Init::Uniform(-0.1, 0.1))?;
         LayerNorm::new(self.device(), &w, &b, eps)
+    }
+
+    /// `name.weight` and `name.bias`, both [channels]: a `nn.GroupNorm(groups, channels, eps)`.
+    pub fn group_norm(
+        &self,
+        name: &str,
+        groups: usize,
+        channels: usize,
+        eps: f32,
+    ) -> Result<GroupNorm> {
+        let v = self.pp(name);
+        let w = v.get("weight", &[channels], Init::Uniform(0.9, 1.1))?;
+        let b = v.get("bias", &[channels], Init::Uniform(-0.1, 0.1))?;
+        GroupNorm::new(self.device(), &w, &b, groups, eps)
     }
 
     /// The file's keys under this prefix that nothing has read.
