@@ -78,6 +78,11 @@ fn class_projection_unet_matches_diffusers() {
 }
 
 #[test]
+fn unet_with_less_common_options_matches_diffusers() {
+    check("options");
+}
+
+#[test]
 fn unet_config_reads_sd15_config_json() {
     // runwayml/stable-diffusion-v1-5 unet/config.json, as diffusers writes it.
     let sd15 = r#"{"_class_name": "UNet2DConditionModel", "_diffusers_version": "0.6.0",
@@ -257,6 +262,7 @@ fn unet_flops_match_torch_flop_counter() {
         ("sd2", 151490560.0),
         ("inpaint", 48324608.0),
         ("class_proj", 22448640.0),
+        ("options", 25410816.0),
     ] {
         let f = fixture(name);
         let unet =

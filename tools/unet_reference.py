@@ -8,7 +8,7 @@ Needs torch, diffusers (0.42) and safetensors. Per fixture directory:
 
 - `config.json`: the model's own config, as `save_config` writes `unet/config.json`;
 - `diffusion_pytorch_model.safetensors`: the weights under diffusers' key names;
-- `io.safetensors`: the inputs (`sample` [B, C, H, W], `timestep` [B], `encoder_hidden_states`
+- `io.safetensors`: the inputs (`sample` [B, C, H, W], `timestep` [B] or [1], `encoder_hidden_states`
   [B, L, D], `class_labels` [B, P] for a `class_embed_type: "projection"` model) and the output
   diffusers computes (`expected` [B, out_channels, H, W]).
 
@@ -105,6 +105,31 @@ FIXTURES = {
         tokens=4,
         timestep=[42.0, 901.0],
         class_dim=24,
+    ),
+    # The less common options: centred input, right/bottom-padded downsampling, 1×1 conv_in and
+    # 5×5 conv_out, a wider time embedding with SiLU after the MLP and after the sum, no mid
+    # block, per-layer transformer depths with their own reversed list, and one timestep for the
+    # whole batch.
+    "options": dict(
+        config=dict(
+            BASE,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            attention_head_dim=4,
+            center_input_sample=True,
+            downsample_padding=0,
+            conv_in_kernel=1,
+            conv_out_kernel=5,
+            time_embedding_dim=40,
+            timestep_post_act="silu",
+            time_embedding_act_fn="silu",
+            mid_block_type=None,
+            transformer_layers_per_block=[[1], [2]],
+            reverse_transformer_layers_per_block=[[2, 1], [1, 1]],
+        ),
+        sample=(2, 4, 8, 8),
+        tokens=3,
+        timestep=[321.0],
     ),
 }
 

@@ -4,7 +4,9 @@
 //! against f32 weights.
 use crate::backend::{Device, WeightStorage};
 use crate::models::spade::input::PreparedMap;
-use crate::models::{ClipTextConfig, ClipTextEncoder, SpadeConfig};
+use crate::models::{
+    ClipTextConfig, ClipTextEncoder, SpadeConfig, UNet2DConditionConfig, UNet2DConditionModel,
+};
 use crate::ops::{self, Conv2d, OneHotConv, ParamFreeNorm};
 use crate::pipelines::spade::SpadePipeline;
 use crate::rng::Rng;
@@ -407,6 +409,25 @@ pub(super) fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
             let ready = Ready::new(tcfg.flops(ids.len()), move || enc.forward(&ids).map(drop));
             Ok(ready.with_err(err))
         }));
+    }
+    // One call of Stable Diffusion 1.5's UNet (random weights at its real config) on the CPU:
+    // a 64×64 latent batch of 2 (classifier-free guidance's pair) with 77 text tokens.
+    if !quick && !d.is_gpu() {
+        v.push(Work::new(
+            "UNet SD1.5 call 64² ×2 77 tok",
+            "e2e",
+            move || {
+                let cfg = UNet2DConditionConfig::sd15();
+                let unet = UNet2DConditionModel::load(&Vars::random(5, d), &cfg)?;
+                let (b, hw, tokens) = (2, 64, 77);
+                let sample = Tensor::from_vec(d, &[b, 4, hw, hw], rand(b * 4 * hw * hw, 11))?;
+                let text = Tensor::from_vec(d, &[b, tokens, 768], rand(b * tokens * 768, 12))?;
+                let flop = unet.flops(b, hw, hw, tokens);
+                Ok(Ready::new(flop, move || {
+                    unet.forward(&sample, &[999.0], &text, None).map(drop)
+                }))
+            },
+        ));
     }
     if !quick {
         v.extend(demo_workloads(d));
