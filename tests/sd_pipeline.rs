@@ -338,3 +338,14 @@ fn seeded_runs_are_reproducible_and_guidance_one_skips_cfg() {
     let c = pipe.generate(&p).unwrap().image.to_vec().unwrap();
     assert!(common::max_abs_diff(&a, &c) > 1e-3);
 }
+
+/// f16 GPU weight storage: the fixtures' weights are float16 values, so storing them as f16 on
+/// the GPU loses nothing and the run still matches diffusers.
+#[test]
+fn gpu_f16_weights_match_diffusers() {
+    let Some(d) = common::gpu() else { return };
+    let e = Expected::new("sd2");
+    let pipe =
+        StableDiffusionPipeline::load(&e.pipeline(), &d, WeightStorage::F16, e.variant()).unwrap();
+    check_image(&e, &pipe, &d, None, "image.npy");
+}
