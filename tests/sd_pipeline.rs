@@ -45,6 +45,7 @@ impl Expected {
             height: self.usize("height"),
             latents: Latents::Given(Tensor::from_vec(d, &shape, lat).unwrap()),
             scheduler,
+            init: None,
             progress: false,
         }
     }
@@ -348,4 +349,32 @@ fn gpu_f16_weights_match_diffusers() {
     let pipe =
         StableDiffusionPipeline::load(&e.pipeline(), &d, WeightStorage::F16, e.variant()).unwrap();
     check_image(&e, &pipe, &d, None, "image.npy");
+}
+
+/// img2img (diffusers `StableDiffusionImg2ImgPipeline`): the init image encoded, sampled with
+/// the fixture's noise, noised to step ⌊steps · (1 − strength)⌋ and denoised from there.
+#[test]
+fn sd1_img2img_matches_diffusers() {
+    use spadework::pipelines::stable_diffusion::InitImage;
+    let e = Expected::new("sd1");
+    let i2i = &e.json["img2img"];
+    for d in common::devices() {
+        let pipe = load(&e, &d);
+        let (ishape, img) = e.npy("img2img_init.npy");
+        let (nshape, noise) = e.npy("img2img_noise.npy");
+        let mut p = e.params(&d, None);
+        p.steps = i2i["steps"].as_u64().unwrap() as usize;
+        p.latents = Latents::Seed(0);
+        p.init = Some(InitImage {
+            image: Tensor::from_vec(&d, &ishape, img).unwrap(),
+            strength: i2i["strength"].as_f64().unwrap() as f32,
+            noise: Some(Tensor::from_vec(&d, &nshape, noise).unwrap()),
+        });
+        let out = pipe.generate(&p).unwrap();
+        let (shape, want) = e.npy("img2img.npy");
+        assert_eq!(out.image.shape(), &shape[..]);
+        let diff = common::max_abs_diff(&out.image.to_vec().unwrap(), &want);
+        eprintln!("sd1 img2img on {d:?}: image max |Δ| = {diff:.2e}");
+        assert!(diff <= 1e-3, "img2img on {d:?}: max |Δ| = {diff:e}");
+    }
 }

@@ -18,6 +18,8 @@ Needs torch, diffusers (0.42), transformers (5) and safetensors. Per fixture dir
 - `image.npy`: `vae.decode(latents / scaling_factor).sample` of the pipeline's final latents
   (`output_type="latent"`), before clamping; `image_<scheduler>.npy` the same with the scheduler
   replaced by `<Class>.from_config(pipe.scheduler.config)`.
+- `img2img_init.npy`, `img2img_noise.npy`, `img2img.npy` (fixture `sd1`):
+  `StableDiffusionImg2ImgPipeline` from an init image (see `img2img`).
 - `expected.json`: prompt, negative prompt, steps, guidance, width, height, the token ids, the
   scheduler runs.
 
@@ -104,6 +106,7 @@ FIXTURES = {
         guidance=7.5,
         size=(32, 32),
         overrides={"euler": EulerDiscreteScheduler, "dpm++2m": DPMSolverMultistepScheduler},
+        img2img=(5, 0.6, 7),
     ),
     # SD 2.x: linear proj_in/out, per-block head counts, upcast attention, v_prediction, DDIM
     # with trailing spacing, gelu text tower, pad `!`; an H ≠ W image.
@@ -202,6 +205,35 @@ def run(pipe, spec, latents):
     return pipe.vae.decode(out / pipe.vae.config.scaling_factor).sample
 
 
+def img2img(pipe, spec, d, gen):
+    """`StableDiffusionImg2ImgPipeline` on the same components: an init image (values k / 255,
+    as from a PNG), `strength`, and a seeded generator whose two draws (the posterior sample's
+    noise, then `add_noise`'s) are saved as `img2img_noise.npy` [2, 4, h, w]."""
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    steps, strength, seed = spec["img2img"]
+    w, h = spec["size"]
+    pipe2 = StableDiffusionImg2ImgPipeline(**pipe.components)
+    pipe2.set_progress_bar_config(disable=True)
+    img01 = torch.randint(0, 256, (1, 3, h, w), generator=gen).float() / 255
+    f = pipe.vae_scale_factor
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.cat([torch.randn((1, 4, h // f, w // f), generator=g) for _ in range(2)])
+    out = pipe2(
+        PROMPT,
+        negative_prompt=NEGATIVE,
+        image=img01,
+        strength=strength,
+        num_inference_steps=steps,
+        guidance_scale=spec["guidance"],
+        generator=torch.Generator().manual_seed(seed),
+        output_type="latent",
+    ).images
+    npy(os.path.join(d, "img2img_init.npy"), img01 * 2 - 1)
+    npy(os.path.join(d, "img2img_noise.npy"), noise)
+    npy(os.path.join(d, "img2img.npy"), pipe.vae.decode(out / pipe.vae.config.scaling_factor).sample)
+
+
 def fixture(name, spec, seed):
     gen = torch.Generator().manual_seed(seed)
     vocab, merges = small_vocab()
@@ -251,6 +283,8 @@ def fixture(name, spec, seed):
             pipe.scheduler = cls.from_config(base.config)
             npy(os.path.join(d, f"image_{sname}.npy"), run(pipe, spec, latents))
         pipe.scheduler = base
+        if "img2img" in spec:
+            img2img(pipe, spec, d, gen)
 
     tdir = os.path.join(p, "tokenizer")
     if spec["tokenizer_files"] == "vocab_merges":
@@ -274,6 +308,7 @@ def fixture(name, spec, seed):
         ids_prompt=ids[1],
         scheduler=type(base).__name__,
         overrides=list(spec["overrides"]),
+        img2img=dict(zip(("steps", "strength", "seed"), spec["img2img"])) if "img2img" in spec else None,
     )
     with open(os.path.join(d, "expected.json"), "w") as fh:
         json.dump(expected, fh, indent=1)

@@ -55,6 +55,19 @@ pub enum Latents {
     Seed(u64),
 }
 
+/// img2img's start (diffusers `StableDiffusionImg2ImgPipeline`): the image is encoded, its
+/// posterior sampled and scaled by `scaling_factor`, and noised with the scheduler's `add_noise`
+/// to the first of the last `⌊steps · strength⌋` timesteps, which then run.
+pub struct InitImage {
+    /// `[1, 3, height, width]` in [-1, 1].
+    pub image: Tensor,
+    /// 0 (keep the image) to 1 (all steps: the image is nearly forgotten).
+    pub strength: f32,
+    /// The posterior sample's noise and `add_noise`'s, `[2, C, h, w]`; drawn from the seed's
+    /// [`Rng`] when absent.
+    pub noise: Option<Tensor>,
+}
+
 /// What [`StableDiffusionPipeline::generate`] runs.
 pub struct GenerateParams<'a> {
     pub prompt: &'a str,
@@ -67,6 +80,8 @@ pub struct GenerateParams<'a> {
     pub latents: Latents,
     /// A `--scheduler` name ([`schedulers::SCHEDULER_NAMES`]) instead of the folder's scheduler.
     pub scheduler: Option<&'a str>,
+    /// img2img: start from this image's latents, noised to the level `strength` sets.
+    pub init: Option<InitImage>,
     /// Show a progress bar over the steps on stderr (hidden when stderr is not a terminal).
     pub progress: bool,
 }
@@ -83,6 +98,7 @@ impl GenerateParams<'_> {
             height,
             latents: Latents::Seed(0),
             scheduler: None,
+            init: None,
             progress: false,
         }
     }
@@ -320,6 +336,28 @@ impl StableDiffusionPipeline {
         if !p.guidance.is_finite() || p.guidance < 0.0 {
             bail!("the guidance scale must be ≥ 0, got {}", p.guidance);
         }
+        if let Some(init) = &p.init {
+            if matches!(p.latents, Latents::Given(_)) {
+                bail!("img2img starts from the init image's latents: give a seed, not latents");
+            }
+            if !(0.0..=1.0).contains(&init.strength) {
+                bail!("the strength must be in [0, 1], got {}", init.strength);
+            }
+            let want = [1, self.vae.config.in_channels, p.height, p.width];
+            if init.image.shape() != want {
+                bail!(
+                    "the init image must have shape {want:?}, got {:?}",
+                    init.image.shape()
+                );
+            }
+            if (p.steps as f32 * init.strength) < 1.0 {
+                bail!(
+                    "strength {} of {} steps runs no step (⌊steps · strength⌋ = 0)",
+                    init.strength,
+                    p.steps
+                );
+            }
+        }
         if let Latents::Given(t) = &p.latents {
             let want = self.latent_shape(p.width, p.height);
             if t.shape() != want {
@@ -346,23 +384,54 @@ impl StableDiffusionPipeline {
         let timesteps: Vec<f64> = scheduler.timesteps().to_vec();
         let shape = self.latent_shape(p.width, p.height);
         let numel: usize = shape.iter().product();
-        let (latents, mut rng) = match &p.latents {
-            Latents::Given(t) => (t.to_vec()?, Rng::new(0)),
-            Latents::Seed(s) => {
-                let mut rng = Rng::new(*s);
-                (rng.normal_vec(numel), rng)
+        let mut rng = match &p.latents {
+            Latents::Seed(s) => Rng::new(*s),
+            Latents::Given(_) => Rng::new(0),
+        };
+        let (mut latents, first) = match &p.init {
+            None => {
+                let x = match &p.latents {
+                    Latents::Given(t) => ops::lincomb(&[(1.0, t)])?,
+                    Latents::Seed(_) => {
+                        Tensor::from_vec(&self.device, &shape, rng.normal_vec(numel))?
+                    }
+                };
+                let x = ops::lincomb(&[(scheduler.init_noise_sigma() as f32, &x)])?;
+                (x, 0)
+            }
+            Some(init) => {
+                // diffusers' get_timesteps: the timesteps from index steps − ⌊steps · strength⌋
+                // (every supported scheduler has order 1; PNDM's list repeats its first step).
+                let init_steps = ((p.steps as f64 * init.strength as f64) as usize).min(p.steps);
+                let first = p.steps - init_steps;
+                let noise = match &init.noise {
+                    Some(t) => t.to_vec()?,
+                    None => rng.normal_vec(2 * numel),
+                };
+                if noise.len() != 2 * numel {
+                    bail!(
+                        "the img2img noise must have shape [2, {}, {}, {}], got {} values",
+                        shape[1],
+                        shape[2],
+                        shape[3],
+                        noise.len()
+                    );
+                }
+                let post_noise = Tensor::from_vec(&self.device, &shape, noise[..numel].to_vec())?;
+                let add = Tensor::from_vec(&self.device, &shape, noise[numel..].to_vec())?;
+                let z = self.vae.encode(&init.image)?.sample(&post_noise)?;
+                let z = ops::lincomb(&[(self.vae.config.scaling_factor, &z)])?;
+                (scheduler.add_noise(&z, &add, first)?, first)
             }
         };
-        let latents = Tensor::from_vec(&self.device, &shape, latents)?;
-        let mut latents = ops::lincomb(&[(scheduler.init_noise_sigma() as f32, &latents)])?;
 
         let bar = if p.progress {
-            indicatif::ProgressBar::new(timesteps.len() as u64)
+            indicatif::ProgressBar::new((timesteps.len() - first) as u64)
         } else {
             indicatif::ProgressBar::hidden()
         };
         let g = p.guidance;
-        for (i, &t) in timesteps.iter().enumerate() {
+        for (i, &t) in timesteps.iter().enumerate().skip(first) {
             let input = if cfg_on {
                 ops::concat(&[&latents, &latents], 0)?
             } else {

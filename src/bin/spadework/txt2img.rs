@@ -91,6 +91,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         height,
         latents,
         scheduler: a.scheduler.as_deref(),
+        init: None,
         progress: std::io::stderr().is_terminal(),
     };
     pipe.check_params(&params)?;
