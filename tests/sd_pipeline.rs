@@ -378,3 +378,22 @@ fn sd1_img2img_matches_diffusers() {
         assert!(diff <= 1e-3, "img2img on {d:?}: max |Δ| = {diff:e}");
     }
 }
+
+#[test]
+fn cli_img2img_runs() {
+    let e = Expected::new("sd1");
+    let (init, out) = (tmp("init.png"), tmp("i2i.png"));
+    let o = txt2img(&e, &["--steps", "2", "-o", init.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let args = ["--init-image", init.to_str().unwrap(), "--strength", "0.5"];
+    let o = txt2img(
+        &e,
+        &[&args[..], &["--steps", "2", "-o", out.to_str().unwrap()]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = txt2img(
+        &e,
+        &[&args[..], &["--steps", "1", "-o", out.to_str().unwrap()]].concat(),
+    );
+    fails_with(o, "runs no step");
+}

@@ -4,7 +4,9 @@ use crate::device_args::DeviceArgs;
 use anyhow::{Context, Result};
 use spadework::backend::Device;
 use spadework::io::{image as img, npy};
-use spadework::pipelines::stable_diffusion::{GenerateParams, Latents, StableDiffusionPipeline};
+use spadework::pipelines::stable_diffusion::{
+    GenerateParams, InitImage, Latents, StableDiffusionPipeline,
+};
 use spadework::tensor::Tensor;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -41,6 +43,12 @@ pub struct Txt2ImgArgs {
     /// init_noise_sigma, as diffusers' `latents=`).
     #[arg(long)]
     pub latents: Option<PathBuf>,
+    /// img2img: start from this image (PNG/JPEG, the output's size; default size: the image's).
+    #[arg(long)]
+    pub init_image: Option<PathBuf>,
+    /// img2img: how far the image is noised (0 keeps it, 1 runs every step).
+    #[arg(long, default_value_t = 0.8, requires = "init_image")]
+    pub strength: f32,
     /// Weight file variant (e.g. fp16: diffusion_pytorch_model.fp16.safetensors).
     #[arg(long)]
     pub variant: Option<String>,
@@ -65,8 +73,28 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         a.variant.as_deref(),
     )?;
     let t_load = t0.elapsed();
+    let init = a.init_image.as_ref().map(|p| read_image(p)).transpose()?;
     let size = pipe.default_size();
-    let (width, height) = (a.width.unwrap_or(size), a.height.unwrap_or(size));
+    let (width, height) = match &init {
+        Some((_, w, h)) => (a.width.unwrap_or(*w), a.height.unwrap_or(*h)),
+        None => (a.width.unwrap_or(size), a.height.unwrap_or(size)),
+    };
+    let init = match init {
+        Some((data, w, h)) => {
+            if (w, h) != (width, height) {
+                anyhow::bail!(
+                    "the init image is {w}x{h}, the output {width}x{height}: give an image of \
+                     the output's size"
+                );
+            }
+            Some(InitImage {
+                image: Tensor::from_vec(&device, &[1, 3, h, w], data)?,
+                strength: a.strength,
+                noise: None,
+            })
+        }
+        None => None,
+    };
     let latents = match &a.latents {
         Some(p) => {
             let (shape, data) = npy::read_f32(p)?;
@@ -91,7 +119,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         height,
         latents,
         scheduler: a.scheduler.as_deref(),
-        init: None,
+        init,
         progress: std::io::stderr().is_terminal(),
     };
     pipe.check_params(&params)?;
@@ -136,4 +164,20 @@ fn to_rgb8(chw: &[f32], h: usize, w: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// An RGB image as `[3, H, W]` in [-1, 1] (diffusers' preprocessing: x / 255 · 2 − 1), its width
+/// and height.
+fn read_image(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
+    let img = image::open(path)
+        .with_context(|| format!("cannot read init image {}", path.display()))?
+        .to_rgb8();
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut out = vec![0f32; 3 * h * w];
+    for (i, p) in img.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * h * w + i] = p[c] as f32 / 255.0 * 2.0 - 1.0;
+        }
+    }
+    Ok((out, w, h))
 }
