@@ -10,7 +10,7 @@
 //!   loader every model builds its layers with.
 //! - [`models`]: networks written like the paper's figure, one directory per family (SPADE, CLIP).
 //! - [`schedulers`]: diffusion samplers, one file per diffusers scheduler class (same layer).
-//! - [`pipelines`]: model files to images (the SPADE render pipeline).
+//! - [`pipelines`]: model files to images (the SPADE render pipeline, Stable Diffusion).
 //! - [`paint`]: the painter's editing model, render worker and window (`spadework paint`).
 //! - [`bench`]: the workloads and reports of `spadework bench`.
 pub mod backend;

@@ -1,5 +1,7 @@
 //! What the CLI, the paint tool and the benches run: a model (or a chain of models) from its
 //! files to an image.
 pub mod spade;
+pub mod stable_diffusion;
 
 pub use spade::SpadePipeline;
+pub use stable_diffusion::StableDiffusionPipeline;

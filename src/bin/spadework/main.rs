@@ -1,4 +1,4 @@
-//! The `spadework` command line: render, convert, repack, adapters, bench, paint; one file per
+//! The `spadework` command line: render, txt2img, convert, repack, adapters, bench, paint; one file per
 //! subcommand.
 mod bench;
 mod convert;
@@ -6,6 +6,7 @@ mod device_args;
 #[cfg(feature = "paint")]
 mod paint;
 mod render;
+mod txt2img;
 
 use clap::{Parser, Subcommand};
 
@@ -24,6 +25,8 @@ struct Cli {
 enum Cmd {
     /// Turn a segmentation map into an image.
     Render(render::RenderArgs),
+    /// Generate an image from a prompt with a Stable Diffusion pipeline folder (diffusers layout).
+    Txt2img(txt2img::Txt2ImgArgs),
     /// Convert an NVlabs generator checkpoint (.pth) into a self-describing safetensors file.
     Convert(convert::ConvertArgs),
     /// List the GPU adapters wgpu finds.
@@ -42,6 +45,7 @@ fn main() {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Render(a) => render::render(a),
+        Cmd::Txt2img(a) => txt2img::txt2img(a),
         Cmd::Convert(a) => convert::convert(a),
         Cmd::Adapters => bench::adapters(),
         Cmd::Repack(a) => convert::repack(a),

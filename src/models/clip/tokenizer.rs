@@ -146,6 +146,12 @@ impl ClipTokenizer {
         let mut inner: tokenizers::Tokenizer = text
             .parse()
             .map_err(|e| anyhow!("{source}: not a tokenizer.json: {e}"))?;
+        // BOS/EOS, truncation and padding are applied by `encode`, whatever the file sets.
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| anyhow!("{source}: {e}"))?;
+        inner.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
         // transformers registers the pad token as a special token: SD 2.x's `!` then always
         // stands alone ("wow!!!" is `wow` + three `!`), never merged into a punctuation run.
         if pad != BOS && pad != EOS {

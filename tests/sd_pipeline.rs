@@ -1,0 +1,399 @@
+//! The Stable Diffusion pipeline end to end against diffusers' `StableDiffusionPipeline`
+//! (tools/sd_pipeline_reference.py): tiny random-weight pipelines saved as diffusers folders
+//! (float16 weights; `sd2` as the `fp16` variant), the same latents and prompts, on both
+//! backends; the `spadework txt2img` CLI once; named errors.
+mod common;
+use spadework::backend::{Device, WeightStorage};
+use spadework::io::npy;
+use spadework::pipelines::stable_diffusion::{GenerateParams, Latents, StableDiffusionPipeline};
+use spadework::tensor::Tensor;
+use std::path::{Path, PathBuf};
+
+struct Expected {
+    dir: PathBuf,
+    json: serde_json::Value,
+}
+
+impl Expected {
+    fn new(name: &str) -> Expected {
+        let dir = common::fixture(&format!("sd/{name}"));
+        let json =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
+                .unwrap();
+        Expected { dir, json }
+    }
+    fn pipeline(&self) -> PathBuf {
+        self.dir.join("pipeline")
+    }
+    fn variant(&self) -> Option<&str> {
+        self.json["variant"].as_str()
+    }
+    fn npy(&self, file: &str) -> (Vec<usize>, Vec<f32>) {
+        npy::read_f32(&self.dir.join(file)).unwrap()
+    }
+    fn usize(&self, key: &str) -> usize {
+        self.json[key].as_u64().unwrap() as usize
+    }
+    fn params(&self, d: &Device, scheduler: Option<&'static str>) -> GenerateParams<'_> {
+        let (shape, lat) = self.npy("latents.npy");
+        GenerateParams {
+            prompt: self.json["prompt"].as_str().unwrap(),
+            negative_prompt: self.json["negative_prompt"].as_str().unwrap(),
+            steps: self.usize("steps"),
+            guidance: self.json["guidance"].as_f64().unwrap() as f32,
+            width: self.usize("width"),
+            height: self.usize("height"),
+            latents: Latents::Given(Tensor::from_vec(d, &shape, lat).unwrap()),
+            scheduler,
+            init: None,
+            progress: false,
+        }
+    }
+}
+
+fn load(e: &Expected, d: &Device) -> StableDiffusionPipeline {
+    StableDiffusionPipeline::load(&e.pipeline(), d, WeightStorage::F32, e.variant()).unwrap()
+}
+
+/// Token ids and the text encoder's hidden states of both prompts, ≤ 1e-4.
+fn check_text(e: &Expected, pipe: &StableDiffusionPipeline, d: &Device, name: &str) {
+    let ids = |k: &str| -> Vec<u32> {
+        e.json[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect()
+    };
+    let p = e.params(d, None);
+    assert_eq!(
+        pipe.tokenizer.encode(p.negative_prompt).unwrap().ids,
+        ids("ids_negative")
+    );
+    assert_eq!(
+        pipe.tokenizer.encode(p.prompt).unwrap().ids,
+        ids("ids_prompt")
+    );
+    let got = pipe
+        .encode_prompt(p.prompt, p.negative_prompt, true, &mut Vec::new())
+        .unwrap();
+    let (shape, want) = e.npy("prompt_embeds.npy");
+    assert_eq!(got.shape(), &shape[..]);
+    let diff = common::max_abs_diff(&got.to_vec().unwrap(), &want);
+    eprintln!("{name} on {d:?}: text encoder max |Δ| = {diff:.2e}");
+    assert!(
+        diff <= 1e-4,
+        "{name} on {d:?}: text encoder max |Δ| = {diff:e}"
+    );
+}
+
+/// The decoded image of a run against `expected`, ≤ 1e-3.
+fn check_image(
+    e: &Expected,
+    pipe: &StableDiffusionPipeline,
+    d: &Device,
+    scheduler: Option<&'static str>,
+    expected: &str,
+) {
+    let out = pipe.generate(&e.params(d, scheduler)).unwrap();
+    let (shape, want) = e.npy(expected);
+    assert_eq!(out.image.shape(), &shape[..]);
+    let diff = common::max_abs_diff(&out.image.to_vec().unwrap(), &want);
+    let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+    eprintln!(
+        "{} {expected} ({}) on {d:?}: image max |Δ| = {diff:.2e} (max |image| {scale:.2})",
+        e.dir.display(),
+        out.scheduler
+    );
+    assert!(diff <= 1e-3, "{expected} on {d:?}: max |Δ| = {diff:e}");
+}
+
+fn end_to_end(name: &str, overrides: &[&'static str]) {
+    let e = Expected::new(name);
+    for d in common::devices() {
+        let pipe = load(&e, &d);
+        check_text(&e, &pipe, &d, name);
+        check_image(&e, &pipe, &d, None, "image.npy");
+        for &s in overrides {
+            check_image(&e, &pipe, &d, Some(s), &format!("image_{s}.npy"));
+        }
+    }
+}
+
+#[test]
+fn sd1_matches_diffusers() {
+    end_to_end("sd1", &["euler", "dpm++2m"]);
+}
+
+#[test]
+fn sd2_matches_diffusers() {
+    end_to_end("sd2", &["euler"]);
+}
+
+fn spadework() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_spadework"))
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("spadework-sd-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn txt2img(e: &Expected, extra: &[&str]) -> std::process::Output {
+    let mut c = spadework();
+    c.arg("txt2img")
+        .arg("--weights")
+        .arg(e.pipeline())
+        .arg(e.json["prompt"].as_str().unwrap());
+    let defaults = [
+        (
+            "--negative-prompt",
+            e.json["negative_prompt"].as_str().unwrap().to_string(),
+        ),
+        ("--steps", e.usize("steps").to_string()),
+        ("--guidance", e.json["guidance"].to_string()),
+        ("--width", e.usize("width").to_string()),
+        ("--height", e.usize("height").to_string()),
+        ("--backend", "cpu".to_string()),
+        ("--variant", e.variant().unwrap_or("").to_string()),
+    ];
+    for (k, v) in defaults {
+        let given = extra.iter().any(|a| a.split('=').next() == Some(k));
+        if !given && !v.is_empty() {
+            c.args([k, v.as_str()]);
+        }
+    }
+    c.args(extra).output().unwrap()
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn cli_txt2img_matches_diffusers() {
+    let e = Expected::new("sd1");
+    let (png, raw) = (tmp("out.png"), tmp("out.npy"));
+    let lat = e.dir.join("latents.npy");
+    let o = txt2img(
+        &e,
+        &[
+            "--latents",
+            lat.to_str().unwrap(),
+            "-o",
+            png.to_str().unwrap(),
+            "--raw",
+            raw.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (shape, got) = npy::read_f32(&raw).unwrap();
+    let (wshape, want) = e.npy("image.npy");
+    assert_eq!(shape, wshape);
+    let diff = common::max_abs_diff(&got, &want);
+    eprintln!(
+        "txt2img CLI: raw max |Δ| = {diff:.2e}; stderr:\n{}",
+        stderr(&o)
+    );
+    assert!(diff <= 1e-3);
+    assert!(std::fs::metadata(&png).unwrap().len() > 0);
+}
+
+fn fails_with(o: std::process::Output, needle: &str) {
+    assert!(
+        !o.status.success(),
+        "expected a failure mentioning {needle:?}"
+    );
+    let err = stderr(&o);
+    assert!(err.contains(needle), "{needle:?} not in: {err}");
+}
+
+#[test]
+fn cli_rejects_bad_input() {
+    let e = Expected::new("sd1");
+    let out = tmp("bad.png");
+    let o = out.to_str().unwrap();
+    fails_with(txt2img(&e, &["--width", "36", "-o", o]), "multiples of 8");
+    fails_with(txt2img(&e, &["--steps", "0", "-o", o]), "at least 1");
+    fails_with(
+        txt2img(&e, &["--guidance=-1", "-o", o]),
+        "guidance scale must be ≥ 0",
+    );
+    // sd2's latents are [1, 4, 8, 10]; sd1 at 32×32 takes [1, 4, 8, 8].
+    let lat = common::fixture("sd/sd2/latents.npy");
+    fails_with(
+        txt2img(&e, &["--latents", lat.to_str().unwrap(), "-o", o]),
+        "[1, 4, 8, 8]",
+    );
+    fails_with(
+        txt2img(&e, &["--scheduler", "heun", "-o", o]),
+        "'heun' is not supported",
+    );
+    // Over 77 tokens: a warning, and the image is still made.
+    let long = vec!["horse"; 100].join(" ");
+    let mut c = spadework();
+    let o2 = c
+        .arg("txt2img")
+        .arg("--weights")
+        .arg(e.pipeline())
+        .arg(&long)
+        .args(["--steps", "1", "--backend", "cpu", "-o", o])
+        .output()
+        .unwrap();
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    assert!(stderr(&o2).contains("77"), "{}", stderr(&o2));
+}
+
+/// A copy of fixture `sd1`'s folder with `edit` applied (small files only; weights linked).
+fn edited_copy(tag: &str, edit: impl Fn(&Path)) -> PathBuf {
+    let src = Expected::new("sd1").pipeline();
+    let dst = tmp(tag);
+    let _ = std::fs::remove_dir_all(&dst);
+    for entry in walk(&src) {
+        let rel = entry.strip_prefix(&src).unwrap();
+        let to = dst.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &to).unwrap();
+    }
+    edit(&dst);
+    dst
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn load_err(dir: &Path) -> String {
+    match StableDiffusionPipeline::load(dir, &Device::Cpu, WeightStorage::F32, None) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn load_errors_name_the_problem() {
+    // Not a pipeline folder.
+    let err = load_err(&common::fixture("sd/sd1"));
+    assert!(err.contains("model_index.json"), "{err}");
+    // Another pipeline class.
+    let d = edited_copy("xl", |d| {
+        let p = d.join("model_index.json");
+        let s = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(
+            &p,
+            s.replace("StableDiffusionPipeline", "StableDiffusionXLPipeline"),
+        )
+        .unwrap();
+    });
+    let err = load_err(&d);
+    assert!(err.contains("StableDiffusionXLPipeline"), "{err}");
+    // A missing component config.
+    let d = edited_copy("noconfig", |d| {
+        std::fs::remove_file(d.join("unet/config.json")).unwrap()
+    });
+    let err = load_err(&d);
+    assert!(err.contains("unet/config.json"), "{err}");
+    // Text width ≠ cross-attention width.
+    let d = edited_copy("widths", |d| {
+        let p = d.join("unet/config.json");
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        v["cross_attention_dim"] = 48.into();
+        std::fs::write(&p, v.to_string()).unwrap();
+    });
+    let err = load_err(&d);
+    assert!(
+        err.contains("hidden_size 32") && err.contains("cross_attention_dim 48"),
+        "{err}"
+    );
+    // Missing weights.
+    let d = edited_copy("noweights", |d| {
+        std::fs::remove_file(d.join("vae/diffusion_pytorch_model.safetensors")).unwrap()
+    });
+    let err = load_err(&d);
+    assert!(err.contains("vae"), "{err}");
+}
+
+#[test]
+fn seeded_runs_are_reproducible_and_guidance_one_skips_cfg() {
+    let e = Expected::new("sd1");
+    let pipe = load(&e, &Device::Cpu);
+    let mut p = e.params(&Device::Cpu, Some("euler-a"));
+    p.latents = Latents::Seed(3);
+    let a = pipe.generate(&p).unwrap().image.to_vec().unwrap();
+    p.latents = Latents::Seed(3);
+    let b = pipe.generate(&p).unwrap().image.to_vec().unwrap();
+    assert_eq!(a, b);
+    p.guidance = 1.0;
+    p.latents = Latents::Seed(3);
+    let c = pipe.generate(&p).unwrap().image.to_vec().unwrap();
+    assert!(common::max_abs_diff(&a, &c) > 1e-3);
+}
+
+/// f16 GPU weight storage: the fixtures' weights are float16 values, so storing them as f16 on
+/// the GPU loses nothing and the run still matches diffusers.
+#[test]
+fn gpu_f16_weights_match_diffusers() {
+    let Some(d) = common::gpu() else { return };
+    let e = Expected::new("sd2");
+    let pipe =
+        StableDiffusionPipeline::load(&e.pipeline(), &d, WeightStorage::F16, e.variant()).unwrap();
+    check_image(&e, &pipe, &d, None, "image.npy");
+}
+
+/// img2img (diffusers `StableDiffusionImg2ImgPipeline`): the init image encoded, sampled with
+/// the fixture's noise, noised to step ⌊steps · (1 − strength)⌋ and denoised from there.
+#[test]
+fn sd1_img2img_matches_diffusers() {
+    use spadework::pipelines::stable_diffusion::InitImage;
+    let e = Expected::new("sd1");
+    let i2i = &e.json["img2img"];
+    for d in common::devices() {
+        let pipe = load(&e, &d);
+        let (ishape, img) = e.npy("img2img_init.npy");
+        let (nshape, noise) = e.npy("img2img_noise.npy");
+        let mut p = e.params(&d, None);
+        p.steps = i2i["steps"].as_u64().unwrap() as usize;
+        p.latents = Latents::Seed(0);
+        p.init = Some(InitImage {
+            image: Tensor::from_vec(&d, &ishape, img).unwrap(),
+            strength: i2i["strength"].as_f64().unwrap() as f32,
+            noise: Some(Tensor::from_vec(&d, &nshape, noise).unwrap()),
+        });
+        let out = pipe.generate(&p).unwrap();
+        let (shape, want) = e.npy("img2img.npy");
+        assert_eq!(out.image.shape(), &shape[..]);
+        let diff = common::max_abs_diff(&out.image.to_vec().unwrap(), &want);
+        eprintln!("sd1 img2img on {d:?}: image max |Δ| = {diff:.2e}");
+        assert!(diff <= 1e-3, "img2img on {d:?}: max |Δ| = {diff:e}");
+    }
+}
+
+#[test]
+fn cli_img2img_runs() {
+    let e = Expected::new("sd1");
+    let (init, out) = (tmp("init.png"), tmp("i2i.png"));
+    let o = txt2img(&e, &["--steps", "2", "-o", init.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let args = ["--init-image", init.to_str().unwrap(), "--strength", "0.5"];
+    let o = txt2img(
+        &e,
+        &[&args[..], &["--steps", "2", "-o", out.to_str().unwrap()]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = txt2img(
+        &e,
+        &[&args[..], &["--steps", "1", "-o", out.to_str().unwrap()]].concat(),
+    );
+    fails_with(o, "runs no step");
+}
