@@ -24,6 +24,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    /// (kernel file, Rust params type) pairs whose uniform structs have been checked to agree.
+    checked_params: Mutex<std::collections::HashSet<(&'static str, &'static str)>>,
     pipelines: Mutex<HashMap<PipelineKey, Arc<(wgpu::ComputePipeline, usize)>>>,
     layouts: Mutex<HashMap<usize, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>>,
     pool: Mutex<Pool>,
@@ -297,6 +299,7 @@ impl GpuContext {
             info,
             limits,
             modules: Default::default(),
+            checked_params: Default::default(),
             pipelines: Default::default(),
             layouts: Default::default(),
             pool: Default::default(),
@@ -590,7 +593,7 @@ impl GpuContext {
         entry: &'static str,
         n_inputs: usize,
         constants: &[(&'static str, f64)],
-        check_params: fn(&str, &str) -> Result<()>,
+        check_params: (&'static str, fn(&str, &str) -> Result<()>),
     ) -> Result<Arc<(wgpu::ComputePipeline, usize)>> {
         let key: PipelineKey = (
             file,
@@ -605,7 +608,21 @@ impl GpuContext {
             .find(|(n, _)| *n == file)
             .map(|(_, s)| *s)
             .ok_or_else(|| anyhow!("unknown kernel file {file}"))?;
-        check_params(file, src)?;
+        // Once per kernel file and params type, not per pipeline (entry points and override
+        // constants share the file's uniform struct).
+        let (params_type, check) = check_params;
+        if !self
+            .checked_params
+            .lock()
+            .unwrap()
+            .contains(&(file, params_type))
+        {
+            check(file, src)?;
+            self.checked_params
+                .lock()
+                .unwrap()
+                .insert((file, params_type));
+        }
         let module = {
             let mut modules = self.modules.lock().unwrap();
             modules
@@ -685,7 +702,7 @@ impl GpuContext {
             entry,
             inputs.len(),
             constants,
-            super::kernel_params::check::<P>,
+            (std::any::type_name::<P>(), super::kernel_params::check::<P>),
         )?;
         let (bgl, _) = self.layout(inputs.len());
         let ubuf = self
