@@ -7,7 +7,9 @@
 //!
 //! Timesteps and σ as in [`super::euler_discrete`] (no Karras option in this class). The last
 //! step (σᵢ₊₁ = 0) adds no noise, so SD-Turbo's single trailing step is deterministic.
-use super::euler_discrete::{euler_init_noise_sigma, euler_timesteps, x0_coefficients};
+use super::euler_discrete::{
+    euler_init_noise_sigma, euler_input_scale, euler_timesteps, x0_coefficients,
+};
 use super::{
     NoiseSchedule, Prediction, Scheduler, SchedulerConfig, Spacing, check_steps, combine, interp,
     need_noise, to_f32,
@@ -89,8 +91,7 @@ impl Scheduler for EulerAncestralDiscreteScheduler {
     }
 
     fn model_input_scale(&self, i: usize) -> f64 {
-        let s = self.sigmas.get(i).copied().unwrap_or(0.0);
-        1.0 / (s * s + 1.0).sqrt()
+        euler_input_scale(&self.sigmas, i)
     }
 
     fn needs_noise(&self, i: usize) -> bool {

@@ -52,6 +52,12 @@ pub(crate) fn euler_init_noise_sigma(sigmas: &[f64], spacing: Spacing) -> f64 {
     }
 }
 
+/// The Euler schedulers' input scaling at step `i`: 1/√(σᵢ² + 1) (σ = 0 past the end).
+pub(crate) fn euler_input_scale(sigmas: &[f64], i: usize) -> f64 {
+    let s = sigmas.get(i).copied().unwrap_or(0.0);
+    1.0 / (s * s + 1.0).sqrt()
+}
+
 pub struct EulerDiscreteScheduler {
     schedule: NoiseSchedule,
     prediction: Prediction,
@@ -162,8 +168,7 @@ impl Scheduler for EulerDiscreteScheduler {
     }
 
     fn model_input_scale(&self, i: usize) -> f64 {
-        let s = self.sigmas.get(i).copied().unwrap_or(0.0);
-        1.0 / (s * s + 1.0).sqrt()
+        euler_input_scale(&self.sigmas, i)
     }
 
     fn step(
