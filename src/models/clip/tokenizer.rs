@@ -85,11 +85,7 @@ impl ClipTokenizer {
         let pairs = m
             .lines()
             .filter(|l| !l.starts_with("#version") && !l.trim().is_empty())
-            .map(|l| {
-                l.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| anyhow!("{}: merge line '{l}' is not 'a b'", merges.display()))
-            })
+            .map(|l| merge_pair(l, merges))
             .collect::<Result<Vec<_>>>()?;
         let json = tokenizer_json(serde_json::Value::Object(v), &pairs);
         Self::from_json_text(&json, pad, &vocab.display().to_string())
@@ -114,11 +110,7 @@ impl ClipTokenizer {
             .split('\n')
             .skip(1)
             .take(MERGES)
-            .map(|l| {
-                l.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| anyhow!("{}: merge line '{l}' is not 'a b'", path.display()))
-            })
+            .map(|l| merge_pair(l, path))
             .collect::<Result<_>>()?;
         if pairs.len() != MERGES {
             bail!(
@@ -191,6 +183,13 @@ impl ClipTokenizer {
         ids.resize(MAX_TOKENS, self.pad);
         Ok(Tokens { ids, untruncated })
     }
+}
+
+/// One merges-file line, `a b`, as the pair it merges (`file` names it in errors).
+fn merge_pair(line: &str, file: &Path) -> Result<(String, String)> {
+    line.split_once(' ')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .ok_or_else(|| anyhow!("{}: merge line '{line}' is not 'a b'", file.display()))
 }
 
 /// OpenAI's `bytes_to_unicode`: each byte as a printable character (printable Latin-1 bytes as
