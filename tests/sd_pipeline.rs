@@ -397,3 +397,178 @@ fn cli_img2img_runs() {
     );
     fails_with(o, "runs no step");
 }
+
+/// The single-file fixtures (tools/sd_single_file_reference.py) and their runs' settings.
+fn single_files() -> (PathBuf, serde_json::Value) {
+    let dir = common::fixture("sd/single_file");
+    let json = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+    (dir, serde_json::from_str(&json).unwrap())
+}
+
+#[test]
+fn single_file_checkpoints_match_diffusers() {
+    let (dir, exp) = single_files();
+    for name in ["sd1", "sd2"] {
+        let e = &exp[name];
+        let file = dir.join(e["file"].as_str().unwrap());
+        let (shape, lat) = npy::read_f32(&dir.join(format!("{name}_latents.npy"))).unwrap();
+        let (wshape, want) = npy::read_f32(&dir.join(format!("{name}_image.npy"))).unwrap();
+        for d in common::devices() {
+            let pipe = StableDiffusionPipeline::open(&file, &d, WeightStorage::F32, None).unwrap();
+            let p = GenerateParams {
+                prompt: e["prompt"].as_str().unwrap(),
+                negative_prompt: e["negative_prompt"].as_str().unwrap(),
+                steps: e["steps"].as_u64().unwrap() as usize,
+                guidance: e["guidance"].as_f64().unwrap() as f32,
+                width: e["width"].as_u64().unwrap() as usize,
+                height: e["height"].as_u64().unwrap() as usize,
+                latents: Latents::Given(Tensor::from_vec(&d, &shape, lat.clone()).unwrap()),
+                scheduler: None,
+                init: None,
+                progress: false,
+            };
+            let out = pipe.generate(&p).unwrap();
+            assert_eq!(out.scheduler, e["scheduler"].as_str().unwrap());
+            assert_eq!(out.image.shape(), &wshape[..]);
+            let diff = common::max_abs_diff(&out.image.to_vec().unwrap(), &want);
+            eprintln!("single file {name} on {d:?}: image max |Δ| = {diff:.2e}");
+            assert!(
+                diff <= 1e-3,
+                "single file {name} on {d:?}: max |Δ| = {diff:e}"
+            );
+        }
+    }
+}
+
+/// SD 1.5, SD 1.5 inpainting and SD 2.1 at their real sizes (names and shapes only): the
+/// components' diffusers names and shapes and the configs inferred from the LDM file's shapes
+/// are diffusers' own.
+#[test]
+fn single_file_architectures_from_real_shapes() {
+    use spadework::pipelines::single_file::SingleFile;
+    use spadework::weights::store::WeightStore;
+    let (dir, _) = single_files();
+    let json = std::fs::read_to_string(dir.join("shapes.json")).unwrap();
+    let archs: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let table = |v: &serde_json::Value| -> std::collections::BTreeMap<String, Vec<usize>> {
+        serde_json::from_value(v.clone()).unwrap()
+    };
+    for (name, a) in archs.as_object().unwrap() {
+        let store = WeightStore::from_shapes(name, table(&a["shapes"]));
+        let f = SingleFile::from_store(store, name).unwrap();
+        for (part, got) in [("unet", &f.unet), ("vae", &f.vae), ("text", &f.text)] {
+            let got: std::collections::BTreeMap<String, Vec<usize>> = got
+                .names()
+                .map(|k| (k.to_string(), got.shape(k).unwrap().to_vec()))
+                .collect();
+            assert_eq!(
+                got,
+                table(&a["diffusers"][part]),
+                "{name}: {part} names and shapes"
+            );
+        }
+        let want_unet = &a["unet"];
+        let got_unet = serde_json::to_value(&f.unet_config).unwrap();
+        for (k, v) in want_unet.as_object().unwrap() {
+            let mut g = got_unet[k].clone();
+            // diffusers keeps a scalar where one value serves every block.
+            if let (Some(arr), false) = (g.as_array(), v.is_array()) {
+                if arr.iter().all(|x| x == v) {
+                    g = v.clone();
+                }
+            }
+            assert_eq!(&g, v, "{name}: UNet config {k}");
+        }
+        let got_vae = serde_json::to_value(&f.vae_config).unwrap();
+        for (k, v) in a["vae"].as_object().unwrap() {
+            assert_eq!(&got_vae[k], v, "{name}: VAE config {k}");
+        }
+        let got_text = serde_json::to_value(&f.text_config).unwrap();
+        for (k, v) in a["text"].as_object().unwrap() {
+            assert_eq!(&got_text[k], v, "{name}: text config {k}");
+        }
+    }
+}
+
+#[test]
+fn single_file_errors_name_the_problem() {
+    use spadework::pipelines::single_file::SingleFile;
+    use spadework::weights::store::WeightStore;
+    let (dir, _) = single_files();
+    let json = std::fs::read_to_string(dir.join("shapes.json")).unwrap();
+    let archs: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let shapes: std::collections::BTreeMap<String, Vec<usize>> =
+        serde_json::from_value(archs["sd15"]["shapes"].clone()).unwrap();
+    let err = |keep: &dyn Fn(&str) -> bool| {
+        let s = WeightStore::from_shapes(
+            "x.safetensors",
+            shapes
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        match SingleFile::from_store(s, "x.safetensors") {
+            Ok(_) => panic!("accepted"),
+            Err(e) => format!("{e:#}"),
+        }
+    };
+    let e = err(&|k| !k.starts_with("first_stage_model."));
+    assert!(e.contains("no VAE tensors (first_stage_model.*)"), "{e}");
+    let e = err(&|k| !k.starts_with("cond_stage_model."));
+    assert!(e.contains("no text encoder tensors"), "{e}");
+    let e = err(&|k| !k.starts_with("model.diffusion_model.output_blocks.11."));
+    assert!(e.contains("does not have the LDM UNet's structure"), "{e}");
+    // A diffusers folder's weights file is not a single-file checkpoint.
+    let e = match StableDiffusionPipeline::open(
+        &common::fixture("sd/sd1/pipeline/unet/diffusion_pytorch_model.safetensors"),
+        &Device::Cpu,
+        WeightStorage::F32,
+        None,
+    ) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        e.contains("not a Stable Diffusion checkpoint in the original LDM layout"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cli_txt2img_runs_a_single_file_checkpoint() {
+    let (dir, exp) = single_files();
+    let e = &exp["sd2"];
+    let raw = tmp("single.npy");
+    let png = tmp("single.png");
+    let o = spadework()
+        .arg("txt2img")
+        .arg("--weights")
+        .arg(dir.join(e["file"].as_str().unwrap()))
+        .arg(e["prompt"].as_str().unwrap())
+        .args(["--negative-prompt", e["negative_prompt"].as_str().unwrap()])
+        .args(["--steps", &e["steps"].to_string(), "--guidance", "7.5"])
+        .args([
+            "--width",
+            &e["width"].to_string(),
+            "--height",
+            &e["height"].to_string(),
+        ])
+        .arg("--latents")
+        .arg(dir.join("sd2_latents.npy"))
+        .args([
+            "--backend",
+            "cpu",
+            "-o",
+            png.to_str().unwrap(),
+            "--raw",
+            raw.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, got) = npy::read_f32(&raw).unwrap();
+    let (_, want) = npy::read_f32(&dir.join("sd2_image.npy")).unwrap();
+    let diff = common::max_abs_diff(&got, &want);
+    assert!(diff <= 1e-3, "max |Δ| = {diff:e}");
+    assert!(stderr(&o).contains("DDIMScheduler"), "{}", stderr(&o));
+}

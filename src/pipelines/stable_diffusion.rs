@@ -22,6 +22,7 @@ use crate::models::{
     UNet2DConditionModel,
 };
 use crate::ops;
+use crate::pipelines::single_file::SingleFile;
 use crate::rng::Rng;
 use crate::schedulers::{self, SchedulerConfig};
 use crate::tensor::Tensor;
@@ -170,7 +171,12 @@ impl StableDiffusionPipeline {
         let vae_cfg: AutoencoderKLConfig = read_json(&vae_dir.join("config.json"))?;
         let sched_path = component_dir(dir, "scheduler")?.join("scheduler_config.json");
         let scheduler_config = SchedulerConfig::load(&sched_path)?;
-        Self::check_widths(&te_dir, &te_cfg, &unet_dir, &unet_cfg, &vae_dir, &vae_cfg)?;
+        let cfg_path = |d: &Path| d.join("config.json").display().to_string();
+        Self::check_widths(
+            (&cfg_path(&te_dir), &te_cfg),
+            (&cfg_path(&unet_dir), &unet_cfg),
+            (&cfg_path(&vae_dir), &vae_cfg),
+        )?;
 
         let store = component_weights(&te_dir, variant)?;
         // transformers ≥ 5 saves CLIPTextModel without the `text_model.` prefix of the
@@ -212,15 +218,71 @@ impl StableDiffusionPipeline {
         })
     }
 
+    /// A diffusers folder ([`Self::load`]) or a single-file checkpoint
+    /// ([`Self::load_single_file`]), whichever `path` is.
+    pub fn open(
+        path: &Path,
+        device: &Device,
+        storage: WeightStorage,
+        variant: Option<&str>,
+    ) -> Result<StableDiffusionPipeline> {
+        if path.is_file() {
+            if let Some(v) = variant {
+                bail!(
+                    "--variant {v} names weight files in a diffusers folder; {} is a single file",
+                    path.display()
+                );
+            }
+            Self::load_single_file(path, device, storage)
+        } else {
+            Self::load(path, device, storage, variant)
+        }
+    }
+
+    /// A single-file checkpoint in the original LDM layout (`.safetensors` or `.ckpt`; see
+    /// [`SingleFile`]): its components under diffusers' names, configs inferred from their
+    /// shapes, CLIP's tokenizer from the bundled merges, the scheduler SD uses by default.
+    pub fn load_single_file(
+        path: &Path,
+        device: &Device,
+        storage: WeightStorage,
+    ) -> Result<StableDiffusionPipeline> {
+        let f = SingleFile::read(path)?;
+        let what = path.display().to_string();
+        Self::check_widths(
+            (&format!("{what} (text encoder)"), &f.text_config),
+            (&format!("{what} (UNet)"), &f.unet_config),
+            (&format!("{what} (VAE)"), &f.vae_config),
+        )?;
+        let tokenizer = ClipTokenizer::bundled(f.text_config.vocab_size, f.pad)?;
+        let hint = "is this a Stable Diffusion 1.x / 2.x checkpoint?";
+        let vars = Vars::new(&f.text, device).with_storage(storage);
+        let text_encoder = ClipTextEncoder::load(&vars, &f.text_config)?;
+        vars.finish(hint)?;
+        let vars = Vars::new(&f.unet, device).with_storage(storage);
+        let unet = UNet2DConditionModel::load(&vars, &f.unet_config)?;
+        vars.finish(hint)?;
+        let vars = Vars::new(&f.vae, device).with_storage(WeightStorage::F32);
+        let vae = AutoencoderKL::load(&vars, &f.vae_config)?;
+        vars.finish(hint)?;
+        Ok(StableDiffusionPipeline {
+            dir: path.to_path_buf(),
+            device: device.clone(),
+            tokenizer,
+            text_encoder,
+            unet,
+            vae,
+            scheduler_config: f.scheduler_config,
+        })
+    }
+
     /// The widths the components share: text encoder hidden_size = UNet cross_attention_dim,
-    /// VAE latent_channels = UNet in_channels = out_channels.
+    /// VAE latent_channels = UNet out_channels = in_channels (2 · latent_channels + 1 for
+    /// inpainting).
     fn check_widths(
-        te_dir: &Path,
-        te: &ClipTextConfig,
-        unet_dir: &Path,
-        unet: &UNet2DConditionConfig,
-        vae_dir: &Path,
-        vae: &AutoencoderKLConfig,
+        (te_what, te): (&str, &ClipTextConfig),
+        (unet_what, unet): (&str, &UNet2DConditionConfig),
+        (vae_what, vae): (&str, &AutoencoderKLConfig),
     ) -> Result<()> {
         let blocks = unet.down_block_types.len();
         let cross = unet
@@ -231,19 +293,21 @@ impl StableDiffusionPipeline {
                 "the text encoder's hidden_size {} ({}) differs from the UNet's \
                  cross_attention_dim {c} ({}): the components are from different models",
                 te.hidden_size,
-                te_dir.join("config.json").display(),
-                unet_dir.join("config.json").display()
+                te_what,
+                unet_what
             );
         }
-        if vae.latent_channels != unet.in_channels || vae.latent_channels != unet.out_channels {
+        // The inpainting UNet takes the latents, the mask and the masked image's latents.
+        let inputs = [vae.latent_channels, 2 * vae.latent_channels + 1];
+        if !inputs.contains(&unet.in_channels) || vae.latent_channels != unet.out_channels {
             bail!(
                 "the VAE's latent_channels {} ({}) differs from the UNet's in_channels {} / \
                  out_channels {} ({})",
                 vae.latent_channels,
-                vae_dir.join("config.json").display(),
+                vae_what,
                 unet.in_channels,
                 unet.out_channels,
-                unet_dir.join("config.json").display()
+                unet_what
             );
         }
         Ok(())

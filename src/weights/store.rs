@@ -6,6 +6,7 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 /// How [`WeightStore::save_as`] stores the weights (loading always yields f32).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +27,8 @@ pub const Q8_SCALE: &str = ".q8_scale";
 enum Backing {
     Mapped(memmap2::Mmap),
     Static(&'static [u8]),
+    /// Bytes read into memory (a tensor of a pickled checkpoint).
+    Owned(Vec<u8>),
 }
 
 /// A read-only map of the file at `path`.
@@ -45,6 +48,7 @@ impl Backing {
         match self {
             Backing::Mapped(m) => m,
             Backing::Static(b) => b,
+            Backing::Owned(b) => b,
         }
     }
 
@@ -75,6 +79,8 @@ impl Backing {
 /// One tensor: decoded values, or a byte range of the backing file decoded on each use.
 enum Entry {
     Owned(Vec<usize>, Vec<f32>),
+    /// A name and a shape without values ([`WeightStore::from_shapes`]).
+    ShapeOnly(Vec<usize>),
     Stored {
         shape: Vec<usize>,
         dtype: DType,
@@ -89,7 +95,7 @@ enum Entry {
 impl Entry {
     fn shape(&self) -> &[usize] {
         match self {
-            Entry::Owned(s, _) | Entry::Stored { shape: s, .. } => s,
+            Entry::Owned(s, _) | Entry::ShapeOnly(s) | Entry::Stored { shape: s, .. } => s,
         }
     }
 }
@@ -104,7 +110,8 @@ pub struct WeightStore {
     pub source: String,
     pub metadata: HashMap<String, String>,
     tensors: BTreeMap<String, Entry>,
-    backings: Vec<Backing>,
+    /// Shared with the stores [`WeightStore::extract`] splits off.
+    backings: Vec<Arc<Backing>>,
 }
 
 impl WeightStore {
@@ -207,12 +214,14 @@ impl WeightStore {
         store.metadata = meta.metadata().clone().unwrap_or_default();
         let base = bytes.as_ptr() as usize;
         for (name, view) in st.tensors() {
-            let dtype = match DType::from_safetensors(view.dtype()) {
-                Some(d) if d.is_float() || d == DType::I8 => d,
-                _ => bail!(
-                    "{source}: tensor '{name}' has dtype {:?}; only floating-point weights (and int8 with {Q8_SCALE} scales) are supported",
+            // Integer tensors (e.g. CLIP's int64 `position_ids`) are kept for their name;
+            // [`Self::get`] refuses them as weights.
+            let Some(dtype) = DType::from_safetensors(view.dtype()) else {
+                bail!(
+                    "{source}: tensor '{name}' has dtype {:?}, which is not supported (floating \
+                     point weights, int8 with {Q8_SCALE} scales, and integer buffers are)",
                     view.dtype()
-                ),
+                );
             };
             let start = view.data().as_ptr() as usize - base;
             let q8_scale = (dtype == DType::I8).then(|| format!("{name}{Q8_SCALE}"));
@@ -260,7 +269,7 @@ impl WeightStore {
         }) {
             bail!("{source}: '{orphan}' scales no int8 tensor");
         }
-        store.backings.push(backing);
+        store.backings.push(Arc::new(backing));
         Ok(store)
     }
 
@@ -326,6 +335,10 @@ impl WeightStore {
         };
         match e {
             Entry::Owned(_, d) => Ok(Cow::Borrowed(d)),
+            Entry::ShapeOnly(_) => bail!(
+                "{}: tensor '{name}' has a shape but no values (an architecture without weights)",
+                self.source
+            ),
             Entry::Stored {
                 dtype,
                 file,
@@ -364,8 +377,178 @@ impl WeightStore {
                     e.shape()
                 )
             }
+            Some(Entry::Stored { dtype, .. }) if !dtype.is_float() && *dtype != DType::I8 => bail!(
+                "{}: tensor '{name}' has dtype {}; a model weight must be floating point",
+                self.source,
+                dtype.name()
+            ),
             Some(_) => self.values(name),
         }
+    }
+
+    /// The tensors of a pickled checkpoint (see [`crate::weights::pth`]), kept in their dtype
+    /// until a loader asks for them.
+    pub fn from_raw(
+        tensors: Vec<(String, crate::weights::pth::RawTensor)>,
+        source: &str,
+    ) -> Result<WeightStore> {
+        let mut store = WeightStore::new(source);
+        for (name, t) in tensors {
+            let n = t.data.len();
+            let expected = t
+                .shape
+                .iter()
+                .try_fold(t.dtype.size(), |a, &d| a.checked_mul(d));
+            if expected != Some(n) {
+                bail!(
+                    "{source}: tensor '{name}' of shape {:?} has {n} bytes",
+                    t.shape
+                );
+            }
+            if store.tensors.contains_key(&name) {
+                bail!("{source}: tensor '{name}' appears twice");
+            }
+            store.backings.push(Arc::new(Backing::Owned(t.data)));
+            let file = store.backings.len() - 1;
+            store.tensors.insert(
+                name,
+                Entry::Stored {
+                    shape: t.shape,
+                    dtype: t.dtype,
+                    file,
+                    bytes: 0..n,
+                    q8_scale: None,
+                },
+            );
+        }
+        Ok(store)
+    }
+
+    /// Moves the tensors for which `rename` gives a name into a new store named `source`,
+    /// under that name (nothing is decoded; the stores share the files). Two tensors given
+    /// one name is an error naming both.
+    pub fn extract(
+        &mut self,
+        source: impl Into<String>,
+        rename: impl Fn(&str) -> Option<String>,
+    ) -> Result<WeightStore> {
+        let mut out = WeightStore::new(source);
+        out.backings = self.backings.clone();
+        out.metadata = self.metadata.clone();
+        let names: Vec<String> = self.names().map(str::to_owned).collect();
+        let mut from: HashMap<String, String> = HashMap::new();
+        for old in names {
+            let Some(new) = rename(&old) else { continue };
+            if let Some(prev) = from.insert(new.clone(), old.clone()) {
+                bail!(
+                    "{}: tensors '{prev}' and '{old}' both map to '{new}'",
+                    self.source
+                );
+            }
+            let Some(mut e) = self.tensors.remove(&old) else {
+                continue;
+            };
+            if let Entry::Stored {
+                q8_scale: Some(sname),
+                ..
+            } = &mut e
+            {
+                let scale = self.tensors.remove(sname.as_str());
+                *sname = format!("{new}{Q8_SCALE}");
+                if let Some(scale) = scale {
+                    out.tensors.insert(sname.clone(), scale);
+                }
+            }
+            out.tensors.insert(new, e);
+        }
+        Ok(out)
+    }
+
+    /// Tensor names and shapes without values: an architecture to inspect (reading a value is
+    /// an error naming the tensor).
+    pub fn from_shapes(
+        source: &str,
+        shapes: impl IntoIterator<Item = (String, Vec<usize>)>,
+    ) -> WeightStore {
+        let mut store = WeightStore::new(source);
+        for (name, shape) in shapes {
+            store.tensors.insert(name, Entry::ShapeOnly(shape));
+        }
+        store
+    }
+
+    /// Replaces `name` by `parts.len()` equal slices along dimension 0, named `parts` in order
+    /// (a fused projection read as separate ones), without decoding it.
+    pub fn split_rows(&mut self, name: &str, parts: &[String]) -> Result<()> {
+        let source = self.source.clone();
+        let Some(e) = self.tensors.get(name) else {
+            bail!("{source}: missing tensor '{name}'");
+        };
+        let shape = e.shape().to_vec();
+        let n = parts.len();
+        let rows = shape.first().copied().unwrap_or(0);
+        if n == 0 || rows == 0 || rows % n != 0 {
+            bail!(
+                "{source}: tensor '{name}' of shape {shape:?} does not split into {n} equal row blocks"
+            );
+        }
+        let mut piece = shape.clone();
+        piece[0] = rows / n;
+        let per: usize = piece.iter().product();
+        let pieces: Vec<Entry> = match e {
+            Entry::ShapeOnly(_) => (0..n).map(|_| Entry::ShapeOnly(piece.clone())).collect(),
+            Entry::Owned(_, d) => d
+                .chunks(per.max(1))
+                .map(|c| Entry::Owned(piece.clone(), c.to_vec()))
+                .collect(),
+            Entry::Stored {
+                dtype,
+                file,
+                bytes,
+                q8_scale: None,
+                ..
+            } => {
+                let step = (bytes.end - bytes.start) / n;
+                (0..n)
+                    .map(|i| Entry::Stored {
+                        shape: piece.clone(),
+                        dtype: *dtype,
+                        file: *file,
+                        bytes: bytes.start + i * step..bytes.start + (i + 1) * step,
+                        q8_scale: None,
+                    })
+                    .collect()
+            }
+            Entry::Stored { .. } => bail!("{source}: cannot split the int8 tensor '{name}'"),
+        };
+        self.tensors.remove(name);
+        for (p, e) in parts.iter().zip(pieces) {
+            self.tensors.insert(p.clone(), e);
+        }
+        Ok(())
+    }
+
+    /// Gives `name` the shape `shape`, which must have as many elements (a 1×1 conv kernel
+    /// read as a linear weight).
+    pub fn reshape(&mut self, name: &str, shape: Vec<usize>) -> Result<()> {
+        let source = self.source.clone();
+        let Some(e) = self.tensors.get_mut(name) else {
+            bail!("{source}: missing tensor '{name}'");
+        };
+        let (old, new) = (
+            e.shape().iter().product::<usize>(),
+            shape.iter().product::<usize>(),
+        );
+        if old != new {
+            bail!(
+                "{source}: tensor '{name}' of shape {:?} cannot be read as {shape:?}",
+                e.shape()
+            );
+        }
+        match e {
+            Entry::Owned(s, _) | Entry::ShapeOnly(s) | Entry::Stored { shape: s, .. } => *s = shape,
+        }
+        Ok(())
     }
 
     /// Writes f32 safetensors with `metadata` in the header.

@@ -1,5 +1,5 @@
-//! `spadework txt2img`: a prompt through a Stable Diffusion pipeline folder (diffusers layout) to
-//! a PNG.
+//! `spadework txt2img`: a prompt through a Stable Diffusion pipeline (a diffusers folder or a
+//! single-file checkpoint) to a PNG.
 use crate::device_args::DeviceArgs;
 use anyhow::{Context, Result};
 use spadework::backend::Device;
@@ -15,7 +15,8 @@ use std::time::Instant;
 #[derive(clap::Args)]
 pub struct Txt2ImgArgs {
     /// A diffusers Stable Diffusion folder (model_index.json, tokenizer/, text_encoder/, unet/,
-    /// vae/, scheduler/).
+    /// vae/, scheduler/), or a single-file SD 1.x / 2.x checkpoint in the original LDM layout
+    /// (.safetensors or .ckpt; a .ckpt's pickle is read without running it).
     #[arg(long)]
     pub weights: PathBuf,
     /// What the image shows.
@@ -66,7 +67,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
     let t0 = Instant::now();
     let device = a.device.select()?;
     eprintln!("using {}", device.describe());
-    let pipe = StableDiffusionPipeline::load(
+    let pipe = StableDiffusionPipeline::open(
         &a.weights,
         &device,
         a.device.gpu_weights,

@@ -16,6 +16,8 @@ use std::path::Path;
 pub const MAX_TOKENS: usize = 77;
 pub const BOS: &str = "<|startoftext|>";
 pub const EOS: &str = "<|endoftext|>";
+/// Tokens of every released CLIP text encoder: 512 byte units, 48,894 merges, BOS and EOS.
+pub const CLIP_VOCAB: usize = 49408;
 
 /// CLIP's pre-tokenizer pattern (OpenAI `SimpleTokenizer.pat`, with the special tokens kept whole).
 const CLIP_PATTERN: &str =
@@ -96,26 +98,51 @@ impl ClipTokenizer {
     /// one token per merge, then BOS and EOS (49,408 ids).
     pub fn from_openai_bpe(path: &Path, pad: &str) -> Result<ClipTokenizer> {
         let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Self::from_openai_bytes(&raw, CLIP_VOCAB, pad, &path.display().to_string())
+    }
+
+    /// CLIP's tokenizer from the OpenAI merges compiled into the binary
+    /// (`assets/clip/bpe_simple_vocab_16e6.txt.gz`, from open-clip-torch, MIT), for a text
+    /// encoder with `vocab_size` tokens: 49,408 for every released CLIP; a smaller vocabulary
+    /// keeps the first `vocab_size − 514` merges (then BOS and EOS), as tiny test models do.
+    pub fn bundled(vocab_size: usize, pad: &str) -> Result<ClipTokenizer> {
+        static BPE: &[u8] = include_bytes!("../../../assets/clip/bpe_simple_vocab_16e6.txt.gz");
+        Self::from_openai_bytes(BPE, vocab_size, pad, "the bundled CLIP merges")
+    }
+
+    fn from_openai_bytes(
+        raw: &[u8],
+        vocab_size: usize,
+        pad: &str,
+        source: &str,
+    ) -> Result<ClipTokenizer> {
         let text = if raw.starts_with(&[0x1f, 0x8b]) {
             let mut s = String::new();
-            flate2::read::GzDecoder::new(&raw[..])
+            flate2::read::GzDecoder::new(raw)
                 .read_to_string(&mut s)
-                .with_context(|| format!("{}: not a readable gzip file", path.display()))?;
+                .with_context(|| format!("{source}: not a readable gzip file"))?;
             s
         } else {
-            String::from_utf8(raw).with_context(|| format!("{}: not UTF-8", path.display()))?
+            String::from_utf8(raw.to_vec()).with_context(|| format!("{source}: not UTF-8"))?
         };
-        const MERGES: usize = 49152 - 256 - 2;
+        const FIXED: usize = 512 + 2;
+        if !(FIXED..=CLIP_VOCAB).contains(&vocab_size) {
+            bail!(
+                "a CLIP vocabulary of {vocab_size} tokens: the OpenAI merges give {FIXED} to \
+                 {CLIP_VOCAB} (512 byte units, the merges, BOS and EOS)"
+            );
+        }
+        let merges = vocab_size - FIXED;
+        let path = Path::new(source);
         let pairs: Vec<(String, String)> = text
             .split('\n')
             .skip(1)
-            .take(MERGES)
+            .take(merges)
             .map(|l| merge_pair(l, path))
             .collect::<Result<_>>()?;
-        if pairs.len() != MERGES {
+        if pairs.len() != merges {
             bail!(
-                "{}: {} merges, CLIP's vocabulary needs {MERGES}",
-                path.display(),
+                "{source}: {} merges, the vocabulary needs {merges}",
                 pairs.len()
             );
         }
@@ -131,7 +158,7 @@ impl ClipTokenizer {
             .map(|(i, t)| (t, serde_json::Value::from(i)))
             .collect();
         let json = tokenizer_json(serde_json::Value::Object(map), &pairs);
-        Self::from_json_text(&json, pad, &path.display().to_string())
+        Self::from_json_text(&json, pad, source)
     }
 
     fn from_json_text(text: &str, pad: &str, source: &str) -> Result<ClipTokenizer> {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use anyhow::{Result, anyhow, bail};
 
 use super::views::{collect, flatten, materialize, output_budget};
-use super::vm::{Obj, PidMode, Value, kind, unpickle};
+use super::vm::{Obj, Objects, PidMode, Value, kind, unpickle};
 use super::{RawTensor, arr, show};
 
 /// `0x1950a86a20f9469cfc6c` as minimal little-endian two's complement.
@@ -15,9 +15,9 @@ pub(super) const LEGACY_MAGIC: [u8; 10] =
     [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 const LEGACY_PROTOCOL_VERSION: i64 = 1001;
 
-pub(super) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
+pub(super) fn load_legacy(bytes: &[u8], objects: Objects) -> Result<Vec<(String, RawTensor)>> {
     // 1. magic number
-    let magic = unpickle(bytes, 0, PidMode::Forbidden)?;
+    let magic = unpickle(bytes, 0, PidMode::Forbidden, Objects::Refuse)?;
     if !matches!(magic.obj(magic.root), Some(Obj::BigInt(b)) if b.as_slice() == LEGACY_MAGIC) {
         bail!(
             "not a PyTorch checkpoint: a legacy torch.save file starts with a pickled magic \
@@ -26,7 +26,7 @@ pub(super) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
         );
     }
     // 2. protocol version
-    let version = unpickle(bytes, magic.end, PidMode::Forbidden)?;
+    let version = unpickle(bytes, magic.end, PidMode::Forbidden, Objects::Refuse)?;
     match version.root {
         Value::Int(LEGACY_PROTOCOL_VERSION) => {}
         Value::Int(v) => bail!("unsupported legacy checkpoint protocol version {v}"),
@@ -36,7 +36,7 @@ pub(super) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
         ),
     }
     // 3. sys_info (endianness of the writer; storages are always little-endian)
-    let sys_info = unpickle(bytes, version.end, PidMode::Forbidden)?;
+    let sys_info = unpickle(bytes, version.end, PidMode::Forbidden, Objects::Refuse)?;
     if !matches!(sys_info.obj(sys_info.root), Some(Obj::Dict(_))) {
         bail!(
             "invalid legacy checkpoint header: sys_info is {}",
@@ -45,10 +45,10 @@ pub(super) fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
     }
     // 4. the object itself
     let main_start = sys_info.end;
-    let main = unpickle(bytes, main_start, PidMode::Legacy)?;
+    let main = unpickle(bytes, main_start, PidMode::Legacy, objects)?;
     let specs = flatten(&main, main.end - main_start)?;
     // 5. storage keys
-    let keys = unpickle(bytes, main.end, PidMode::Forbidden)?;
+    let keys = unpickle(bytes, main.end, PidMode::Forbidden, Objects::Refuse)?;
     let key_values = match keys.obj(keys.root) {
         Some(Obj::List(items)) | Some(Obj::Tuple(items)) => items,
         _ => bail!(

@@ -96,6 +96,7 @@ mod zip;
 
 use self::zip::load_zip;
 use legacy::load_legacy;
+pub use vm::Objects;
 
 pub use super::dtype::DType;
 
@@ -149,22 +150,29 @@ pub(super) fn arr<const N: usize>(c: &[u8]) -> [u8; N] {
 /// gives `state_dict.a.b`; lists and tuples use their indices); non-tensor
 /// leaves (ints, floats, strings, None, ...) are skipped.
 pub fn load_pth(path: &Path) -> Result<Vec<(String, RawTensor)>> {
+    load_pth_with(path, Objects::Refuse)
+}
+
+/// [`load_pth`], with other objects than tensor containers handled as `objects` says (a
+/// training checkpoint's callbacks and scalars become inert placeholders under
+/// [`Objects::Inert`]; only its tensors are returned).
+pub fn load_pth_with(path: &Path, objects: Objects) -> Result<Vec<(String, RawTensor)>> {
     let what = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| anyhow!("{what}: cannot read: {e}"))?;
-    load_pth_bytes(&bytes, &what)
+    load_any(&bytes, objects).map_err(|e| anyhow!("{what}: {e:#}"))
 }
 
 /// Like [`load_pth`] on the bytes of a file; `what` names the file in errors.
 pub fn load_pth_bytes(bytes: &[u8], what: &str) -> Result<Vec<(String, RawTensor)>> {
-    load_any(bytes).map_err(|e| anyhow!("{what}: {e:#}"))
+    load_any(bytes, Objects::Refuse).map_err(|e| anyhow!("{what}: {e:#}"))
 }
 
-fn load_any(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
+fn load_any(bytes: &[u8], objects: Objects) -> Result<Vec<(String, RawTensor)>> {
     if bytes.is_empty() {
         bail!("file is empty");
     }
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
-        return load_zip(bytes);
+        return load_zip(bytes, objects);
     }
     if bytes.get(257..262) == Some(b"ustar".as_slice()) {
         bail!(
@@ -172,7 +180,7 @@ fn load_any(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
              which is not supported; re-save it with a recent torch"
         );
     }
-    load_legacy(bytes)
+    load_legacy(bytes, objects)
 }
 
 /// Quotes untrusted text for an error message: escapes control characters

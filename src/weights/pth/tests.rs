@@ -442,6 +442,73 @@ fn random_byte_flips_never_panic() {
             let mut b = bytes.clone();
             mutate(&mut rng, &mut b);
             let _ = load_pth_bytes(&b, file);
+            let _ = load_any(&b, Objects::Inert);
         }
     }
+}
+
+/// A PyTorch Lightning checkpoint (tests/fixtures/sd/single_file/sd2.ckpt: callbacks pickled
+/// as class instances, numpy scalars) is refused as a state dict and read under
+/// [`Objects::Inert`], its tensors intact; code execution stays refused.
+#[test]
+fn training_checkpoints_keep_foreign_objects_inert() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sd/single_file/sd2.ckpt");
+    let bytes = std::fs::read(&path).unwrap();
+    let e = format!("{:#}", load_any(&bytes, Objects::Refuse).unwrap_err());
+    assert!(
+        e.contains("'pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint'"),
+        "{e}"
+    );
+    let tensors = load_any(&bytes, Objects::Inert).unwrap();
+    assert!(tensors.len() > 300, "{}", tensors.len());
+    assert!(tensors.iter().all(|(n, _)| n.starts_with("state_dict.")));
+    let (_, t) = tensors
+        .iter()
+        .find(|(n, _)| n == "state_dict.cond_stage_model.model.token_embedding.weight")
+        .unwrap();
+    assert_eq!(
+        (t.dtype, t.shape.as_slice()),
+        (DType::F16, &[1014usize, 64][..])
+    );
+
+    for file in ["malicious.pkl", "malicious_zip.pth"] {
+        let e = format!(
+            "{:#}",
+            load_any(&fixture(file), Objects::Inert).unwrap_err()
+        );
+        assert!(
+            e.contains("refusing pickle global") && e.contains(".system'"),
+            "{e}"
+        );
+    }
+    let inert = |p: &[u8]| {
+        vm::unpickle(p, 0, vm::PidMode::Zip, Objects::Inert)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    };
+    let e = inert(b"\x80\x04\x8c\x08builtins\x94\x8c\x04eval\x94\x93\x94.").unwrap_err();
+    assert!(
+        e.contains("'builtins.eval'") && e.contains("would run code"),
+        "{e}"
+    );
+    let e = inert(b"\x80\x02cposix\nsystem\n.").unwrap_err();
+    assert!(e.contains("would run code"), "{e}");
+    // An instance is never called.
+    let e = inert(b"\x80\x02cfoo\nBar\n)\x81)R.").unwrap_err();
+    assert!(
+        e.contains("REDUCE on an instance of foo.Bar (kept inert)"),
+        "{e}"
+    );
+    // A set, a dict subclass with items and BUILD state: accepted, contents dropped.
+    inert(b"\x80\x04\x8f(K\x01\x90cfoo\nD\n)\x81K\x01K\x02s}b0.").unwrap();
+    // Without Inert the same class is refused.
+    let e = vm::unpickle(
+        b"\x80\x02cfoo\nBar\n)\x81.",
+        0,
+        vm::PidMode::Zip,
+        Objects::Refuse,
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(format!("{e}").contains("'foo.Bar'"), "{e}");
 }

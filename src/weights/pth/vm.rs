@@ -79,6 +79,10 @@ mod op {
     pub const STACK_GLOBAL: u8 = 0x93;
     pub const MEMOIZE: u8 = 0x94;
     pub const FRAME: u8 = 0x95;
+    pub const NEWOBJ: u8 = 0x81;
+    pub const EMPTY_SET: u8 = 0x8f;
+    pub const ADDITEMS: u8 = 0x90;
+    pub const FROZENSET: u8 = 0x91;
 }
 
 /// Name of every opcode of pickle protocols 0-5 (for error messages).
@@ -184,6 +188,69 @@ pub(super) enum Obj {
     Dict(Dict),
     Storage(StorageRef),
     Tensor(TensorSpec),
+    /// [`Objects::Inert`] only: a class or function outside the allow-list, named but never
+    /// imported.
+    Class(String),
+    /// [`Objects::Inert`] only: what calling or instantiating a [`Obj::Class`] would have made
+    /// (its arguments and state are dropped; nothing is called).
+    Inert(String),
+}
+
+/// What the machine does with globals outside the allow-list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objects {
+    /// Refuse them at the opcode that names them (tensor state dicts, `.pth`).
+    Refuse,
+    /// Keep them as inert placeholders that are never called (training checkpoints such as
+    /// Stable Diffusion `.ckpt` files also pickle callbacks, numpy scalars and optimizer
+    /// state); a global that can only mean code execution (`os.system`, `builtins.eval`,
+    /// `subprocess.*`, …) is still refused.
+    Inert,
+}
+
+/// Globals refused even under [`Objects::Inert`]: no checkpoint needs them, and a file naming
+/// them is trying to run code.
+fn code_execution(module: &str, name: &str) -> bool {
+    let root = module.split('.').next().unwrap_or(module);
+    matches!(
+        root,
+        "os" | "posix"
+            | "nt"
+            | "subprocess"
+            | "sys"
+            | "runpy"
+            | "importlib"
+            | "pty"
+            | "socket"
+            | "shutil"
+            | "webbrowser"
+            | "code"
+            | "ctypes"
+            | "marshal"
+            | "pickle"
+            | "_pickle"
+            | "dill"
+            | "platform"
+            | "multiprocessing"
+    ) || (matches!(root, "builtins" | "__builtin__")
+        && matches!(
+            name,
+            "eval"
+                | "exec"
+                | "execfile"
+                | "compile"
+                | "getattr"
+                | "setattr"
+                | "delattr"
+                | "__import__"
+                | "open"
+                | "input"
+                | "breakpoint"
+                | "globals"
+                | "locals"
+                | "vars"
+                | "apply"
+        ))
 }
 
 /// An insertion-ordered dict with Python key semantics (re-setting a key keeps
@@ -277,6 +344,8 @@ pub(super) fn kind(objs: &[Obj], v: Value) -> &'static str {
             Some(Obj::Dict(_)) => "a dict",
             Some(Obj::Storage(_)) => "a storage",
             Some(Obj::Tensor(_)) => "a tensor",
+            Some(Obj::Class(_)) => "a class (kept inert)",
+            Some(Obj::Inert(_)) => "an object (kept inert)",
             None => "an invalid reference",
         },
     }
@@ -292,6 +361,7 @@ struct Vm<'a> {
     /// Offset of the opcode being executed (for error messages).
     at: usize,
     mode: PidMode,
+    objects: Objects,
     stack: Vec<Value>,
     /// Stack heights at each MARK.
     marks: Vec<usize>,
@@ -305,12 +375,18 @@ struct Vm<'a> {
 
 /// Runs the pickle that starts at `data[start..]`. Error offsets are offsets
 /// into `data`.
-pub(super) fn unpickle(data: &[u8], start: usize, mode: PidMode) -> Result<Unpickled> {
+pub(super) fn unpickle(
+    data: &[u8],
+    start: usize,
+    mode: PidMode,
+    objects: Objects,
+) -> Result<Unpickled> {
     let mut vm = Vm {
         data,
         pos: start,
         at: start,
         mode,
+        objects,
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
@@ -524,6 +600,9 @@ impl<'a> Vm<'a> {
 
     /// `dict[k] = v` on the dict value `target`.
     fn dict_set(&mut self, target: Value, k: Value, v: Value, opname: &str) -> Result<()> {
+        if matches!(self.obj(target), Some(Obj::Inert(_))) {
+            return Ok(()); // an instance of a dict subclass: its items are dropped
+        }
         let key = self.dict_key(k)?;
         let found = self.kind(target);
         let Some(Obj::Dict(d)) = (match target {
@@ -554,6 +633,7 @@ impl<'a> Vm<'a> {
                     l.extend(items);
                     Ok(())
                 }
+                Some(Obj::Inert(_)) => Ok(()), // an instance of a list subclass
                 _ => Err(self.err(format!("{opname} on {found}, expected a list"))),
             },
             _ => Err(self.err(format!("{opname} on {found}, expected a list"))),
@@ -609,6 +689,17 @@ impl<'a> Vm<'a> {
             None if module == "torch" && name.ends_with("Storage") => Err(anyhow!(
                 "unsupported tensor storage type 'torch.{}' at byte {}: supported are \
                  torch.{{Double,Float,Half,BFloat16,Long,Int,Short,Char,Byte,Bool}}Storage",
+                show(name),
+                self.at
+            )),
+            None if self.objects == Objects::Inert && !code_execution(module, name) => {
+                let v = self.alloc(Obj::Class(format!("{module}.{name}")))?;
+                self.push(v)
+            }
+            None if self.objects == Objects::Inert => Err(anyhow!(
+                "refusing pickle global '{}.{}' at byte {}: a checkpoint never needs it, and \
+                 unpickling this file with torch.load would run code",
+                show(module),
                 show(name),
                 self.at
             )),
@@ -856,13 +947,36 @@ impl<'a> Vm<'a> {
                     // BUILD on dicts and drop the state; refuse anything else.
                     let state = self.pop()?;
                     let target = self.top()?;
-                    if !matches!(self.obj(target), Some(Obj::Dict(_))) {
+                    let inert = matches!(self.obj(target), Some(Obj::Inert(_)));
+                    if !matches!(self.obj(target), Some(Obj::Dict(_))) && !inert {
                         return Err(self.err(format!(
                             "refusing BUILD on {} (state: {}): only dicts may carry state",
                             self.kind(target),
                             self.kind(state)
                         )));
                     }
+                }
+                op::NEWOBJ if self.objects == Objects::Inert => {
+                    let _args = self.pop()?;
+                    let cls = self.pop()?;
+                    let v = self.instantiate(cls, "NEWOBJ")?;
+                    self.push(v)?;
+                }
+                op::EMPTY_SET if self.objects == Objects::Inert => {
+                    let v = self.alloc(Obj::Inert("builtins.set".into()))?;
+                    self.push(v)?;
+                }
+                op::ADDITEMS if self.objects == Objects::Inert => {
+                    let _items = self.pop_mark()?;
+                    let set = self.top()?;
+                    if !matches!(self.obj(set), Some(Obj::Inert(_))) {
+                        return Err(self.err(format!("ADDITEMS on {}", self.kind(set))));
+                    }
+                }
+                op::FROZENSET if self.objects == Objects::Inert => {
+                    let _items = self.pop_mark()?;
+                    let v = self.alloc(Obj::Inert("builtins.frozenset".into()))?;
+                    self.push(v)?;
                 }
                 op::BINPERSID => {
                     let pid = self.pop()?;
@@ -876,7 +990,28 @@ impl<'a> Vm<'a> {
 
     // ----- REDUCE of the whitelisted callables -----
 
+    /// An inert placeholder for an instance of the [`Obj::Class`] `cls`.
+    fn instantiate(&mut self, cls: Value, opname: &str) -> Result<Value> {
+        match self.obj(cls) {
+            Some(Obj::Class(path)) => {
+                let path = path.clone();
+                self.alloc(Obj::Inert(path))
+            }
+            _ => Err(self.err(format!("{opname} on {}, expected a class", self.kind(cls)))),
+        }
+    }
+
     fn reduce(&mut self, func: Value, args: Value) -> Result<Value> {
+        match self.obj(func) {
+            Some(Obj::Class(_)) => return self.instantiate(func, "REDUCE"),
+            Some(Obj::Inert(class)) => {
+                return Err(self.err(format!(
+                    "REDUCE on an instance of {} (kept inert): calling it is refused",
+                    show(class)
+                )));
+            }
+            _ => {}
+        }
         let Value::Global(g) = func else {
             return Err(self.err(format!(
                 "REDUCE on {}, which is not callable",

@@ -7,12 +7,12 @@ use std::io::{Cursor, Read};
 use anyhow::{Result, anyhow, bail};
 
 use super::views::{collect, flatten, materialize, output_budget};
-use super::vm::{PidMode, unpickle};
+use super::vm::{Objects, PidMode, unpickle};
 use super::{RawTensor, show};
 
 type Archive<'a> = zip::ZipArchive<Cursor<&'a [u8]>>;
 
-pub(super) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
+pub(super) fn load_zip(bytes: &[u8], objects: Objects) -> Result<Vec<(String, RawTensor)>> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
         .map_err(|e| anyhow!("not a valid zip archive: {e}"))?;
 
@@ -30,7 +30,14 @@ pub(super) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, RawTensor)>> {
     } else {
         false
     };
-    load_zip_pickle(&mut archive, &prefix, &pkl, big_endian, bytes.len())
+    load_zip_pickle(
+        &mut archive,
+        &prefix,
+        &pkl,
+        big_endian,
+        bytes.len(),
+        objects,
+    )
 }
 
 /// All records live in one top-level folder with an arbitrary name (the file
@@ -67,9 +74,11 @@ fn load_zip_pickle(
     pkl: &[u8],
     big_endian: bool,
     file_len: usize,
+    objects: Objects,
 ) -> Result<Vec<(String, RawTensor)>> {
     let pkl_name = format!("{prefix}/data.pkl");
-    let parsed = unpickle(pkl, 0, PidMode::Zip).map_err(|e| anyhow!("{pkl_name}: {e:#}"))?;
+    let parsed =
+        unpickle(pkl, 0, PidMode::Zip, objects).map_err(|e| anyhow!("{pkl_name}: {e:#}"))?;
     let specs = flatten(&parsed, pkl.len()).map_err(|e| anyhow!("{pkl_name}: {e:#}"))?;
 
     // Read each storage once, for all the tensors that view it.
@@ -184,16 +193,35 @@ mod tests {
         for file in ["sd_zip.pth", "sd_zip_p4.pth", "nested_zip.pth"] {
             let bytes = fixture(file);
             let (mut archive, prefix, pkl) = open_zip(&bytes);
-            assert!(load_zip_pickle(&mut archive, &prefix, &pkl, false, bytes.len()).is_ok());
+            assert!(
+                load_zip_pickle(
+                    &mut archive,
+                    &prefix,
+                    &pkl,
+                    false,
+                    bytes.len(),
+                    Objects::Refuse
+                )
+                .is_ok()
+            );
             for _ in 0..fuzz_iters() {
                 let mut p = pkl.clone();
                 mutate(&mut rng, &mut p);
-                let _ = load_zip_pickle(&mut archive, &prefix, &p, false, bytes.len());
+                for objects in [Objects::Refuse, Objects::Inert] {
+                    let _ = load_zip_pickle(&mut archive, &prefix, &p, false, bytes.len(), objects);
+                }
             }
             for len in 0..pkl.len() {
                 assert!(
-                    load_zip_pickle(&mut archive, &prefix, &pkl[..len], false, bytes.len())
-                        .is_err()
+                    load_zip_pickle(
+                        &mut archive,
+                        &prefix,
+                        &pkl[..len],
+                        false,
+                        bytes.len(),
+                        Objects::Refuse
+                    )
+                    .is_err()
                 );
             }
         }
@@ -203,8 +231,24 @@ mod tests {
     fn big_endian_zip_records_are_swapped() {
         let bytes = fixture("sd_zip.pth");
         let (mut archive, prefix, pkl) = open_zip(&bytes);
-        let le = load_zip_pickle(&mut archive, &prefix, &pkl, false, bytes.len()).unwrap();
-        let be = load_zip_pickle(&mut archive, &prefix, &pkl, true, bytes.len()).unwrap();
+        let le = load_zip_pickle(
+            &mut archive,
+            &prefix,
+            &pkl,
+            false,
+            bytes.len(),
+            Objects::Refuse,
+        )
+        .unwrap();
+        let be = load_zip_pickle(
+            &mut archive,
+            &prefix,
+            &pkl,
+            true,
+            bytes.len(),
+            Objects::Refuse,
+        )
+        .unwrap();
         for ((_, a), (_, b)) in le.iter().zip(&be) {
             let es = a.dtype.size();
             for (x, y) in a.data.chunks(es).zip(b.data.chunks(es)) {
