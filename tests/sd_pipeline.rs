@@ -5,7 +5,10 @@
 mod common;
 use spadework::backend::{Device, WeightStorage};
 use spadework::io::npy;
-use spadework::pipelines::stable_diffusion::{GenerateParams, Latents, StableDiffusionPipeline};
+use spadework::models::vae::Tiling;
+use spadework::pipelines::stable_diffusion::{
+    GenerateParams, Inpaint, Latents, StableDiffusionPipeline,
+};
 use spadework::tensor::Tensor;
 use std::path::{Path, PathBuf};
 
@@ -46,6 +49,8 @@ impl Expected {
             latents: Latents::Given(Tensor::from_vec(d, &shape, lat).unwrap()),
             scheduler,
             init: None,
+            inpaint: None,
+            vae_tiling: Tiling::Off,
             progress: false,
         }
     }
@@ -425,6 +430,8 @@ fn single_file_checkpoints_match_diffusers() {
                 latents: Latents::Given(Tensor::from_vec(&d, &shape, lat.clone()).unwrap()),
                 scheduler: None,
                 init: None,
+                inpaint: None,
+                vae_tiling: Tiling::Off,
                 progress: false,
             };
             let out = pipe.generate(&p).unwrap();
@@ -571,4 +578,107 @@ fn cli_txt2img_runs_a_single_file_checkpoint() {
     let diff = common::max_abs_diff(&got, &want);
     assert!(diff <= 1e-3, "max |Δ| = {diff:e}");
     assert!(stderr(&o).contains("DDIMScheduler"), "{}", stderr(&o));
+}
+
+/// diffusers' `StableDiffusionInpaintPipeline`: fixture `sd1` with its 4-channel UNet (the
+/// latents outside the mask replaced by the noised image's each step) and fixture `inpaint`
+/// with a 9-channel inpainting UNet; given latents and posterior noise, strength 1.
+#[test]
+fn inpainting_matches_diffusers() {
+    for name in ["sd1", "inpaint"] {
+        let e = Expected::new(name);
+        for d in common::devices() {
+            let pipe = load(&e, &d);
+            let t = |f: &str| {
+                let (shape, v) = e.npy(f);
+                Tensor::from_vec(&d, &shape, v).unwrap()
+            };
+            let mut p = e.params(&d, None);
+            p.latents = Latents::Given(t("inpaint_latents.npy"));
+            p.inpaint = Some(Inpaint {
+                image: t("inpaint_init.npy"),
+                mask: t("inpaint_mask.npy"),
+                strength: 1.0,
+                noise: Some(t("inpaint_noise.npy")),
+            });
+            let out = pipe.generate(&p).unwrap();
+            let (shape, want) = e.npy("inpaint.npy");
+            assert_eq!(out.image.shape(), &shape[..]);
+            let diff = common::max_abs_diff(&out.image.to_vec().unwrap(), &want);
+            eprintln!("inpainting {name} on {d:?}: image max |Δ| = {diff:.2e}");
+            assert!(
+                diff <= 1e-3,
+                "inpainting {name} on {d:?}: max |Δ| = {diff:e}"
+            );
+            if name == "inpaint" {
+                // The inpainting UNet needs an image and a mask.
+                p.inpaint = None;
+                let err = format!("{:#}", pipe.generate(&p).err().unwrap());
+                assert!(err.contains("inpainting UNet (9 input channels)"), "{err}");
+            }
+        }
+    }
+}
+
+/// `--mask` and `--samples` through the CLI: a grid of two inpainted images whose kept region
+/// (black in the mask) stays close to the init image.
+#[test]
+fn cli_inpainting_and_samples() {
+    let e = Expected::new("inpaint");
+    let (w, h) = (e.usize("width"), e.usize("height"));
+    let init = tmp("inpaint_init.png");
+    let mask = tmp("inpaint_mask.png");
+    let (_, img) = e.npy("inpaint_init.npy");
+    let rgb: Vec<u8> = (0..h * w * 3)
+        .map(|i| {
+            let (p, c) = (i / 3, i % 3);
+            ((img[c * h * w + p] + 1.0) * 127.5).round() as u8
+        })
+        .collect();
+    image::save_buffer(&init, &rgb, w as u32, h as u32, image::ColorType::Rgb8).unwrap();
+    // Half the mask's size: resized, with a note.
+    let m: Vec<u8> = (0..(h / 2) * (w / 2))
+        .map(|i| if i % (w / 2) >= w / 4 { 255 } else { 0 })
+        .collect();
+    image::save_buffer(
+        &mask,
+        &m,
+        (w / 2) as u32,
+        (h / 2) as u32,
+        image::ColorType::L8,
+    )
+    .unwrap();
+    let out = tmp("inpaint_grid.png");
+    let o = spadework()
+        .arg("txt2img")
+        .arg("--weights")
+        .arg(e.pipeline())
+        .arg("a red barn")
+        .args(["--steps", "2", "--samples", "2", "--backend", "cpu"])
+        .arg("--init-image")
+        .arg(&init)
+        .arg("--mask")
+        .arg(&mask)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resized (nearest)"), "{}", stderr(&o));
+    let grid = image::open(&out).unwrap().to_rgb8();
+    assert_eq!(
+        (grid.width() as usize, grid.height() as usize),
+        (2 * w + 2, h)
+    );
+    // Without --mask, the 9-channel UNet is refused with a clear message.
+    let o = spadework()
+        .arg("txt2img")
+        .arg("--weights")
+        .arg(e.pipeline())
+        .arg("a red barn")
+        .args(["--steps", "1", "--backend", "cpu", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    fails_with(o, "give an image and a mask");
 }

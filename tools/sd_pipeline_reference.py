@@ -107,6 +107,7 @@ FIXTURES = {
         size=(32, 32),
         overrides={"euler": EulerDiscreteScheduler, "dpm++2m": DPMSolverMultistepScheduler},
         img2img=(5, 0.6, 7),
+        inpaint=11,
     ),
     # SD 2.x: linear proj_in/out, per-block head counts, upcast attention, v_prediction, DDIM
     # with trailing spacing, gelu text tower, pad `!`; an H ≠ W image.
@@ -135,6 +136,21 @@ FIXTURES = {
         guidance=7.5,
         size=(40, 32),
         overrides={"euler": EulerDiscreteScheduler},
+    ),
+    # The 9-channel inpainting UNet (latents, mask, masked image latents), SD 1.x otherwise,
+    # DDIM; its only run is StableDiffusionInpaintPipeline's.
+    "inpaint": dict(
+        unet=dict(UNET, in_channels=9, attention_head_dim=4),
+        text=dict(TEXT, hidden_act="quick_gelu"),
+        scheduler=DDIMScheduler(**SCALED_LINEAR, set_alpha_to_one=False, clip_sample=False, steps_offset=1),
+        pad="<|endoftext|>",
+        tokenizer_files="vocab_merges",
+        variant=None,
+        steps=3,
+        guidance=7.5,
+        size=(32, 32),
+        overrides={},
+        inpaint=12,
     ),
 }
 
@@ -234,6 +250,72 @@ def img2img(pipe, spec, d, gen):
     npy(os.path.join(d, "img2img.npy"), pipe.vae.decode(out / pipe.vae.config.scaling_factor).sample)
 
 
+def inpaint_inputs(pipe, spec, seed):
+    """An init image, a binary mask (1 = repaint: a rectangle plus noise-free edges), the two
+    posterior noises [2, 4, h, w] (the image's, the masked image's) and the given latents, drawn
+    from their own generator."""
+    g = torch.Generator().manual_seed(seed)
+    w, h = spec["size"]
+    f = pipe.vae_scale_factor
+    img01 = torch.randint(0, 256, (1, 3, h, w), generator=g).float() / 255
+    mask = torch.zeros((1, 1, h, w))
+    mask[:, :, h // 4 : 3 * h // 4, w // 3 :] = 1.0
+    noise = torch.randn((2, 4, h // f, w // f), generator=g)
+    latents = torch.randn((1, 4, h // f, w // f), generator=g)
+    return img01, mask, noise, latents
+
+
+def inpaint(pipe, spec, d, seed, out):
+    """`StableDiffusionInpaintPipeline` on the same components (a 4-channel UNet blends the
+    noised image latents outside the mask each step; a 9-channel UNet also sees the mask and the
+    masked image's latents). The VAE posterior samples take the saved noises in order (the image's
+    first, then the masked image's), as a generator would draw them; strength 1 with given
+    latents. Writes inpaint_{init,mask,noise,latents}.npy and `out`."""
+    from diffusers import StableDiffusionInpaintPipeline
+    from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+
+    img01, mask, noise, latents = inpaint_inputs(pipe, spec, seed)
+    w, h = spec["size"]
+    queue = list(noise.split(1))
+    original = DiagonalGaussianDistribution.sample
+    used = []
+
+    def sample(self, generator=None):
+        n = queue.pop(0)
+        used.append(n)
+        return self.mean + self.std * n
+
+    DiagonalGaussianDistribution.sample = sample
+    try:
+        pipe2 = StableDiffusionInpaintPipeline(**pipe.components)
+        pipe2.set_progress_bar_config(disable=True)
+        res = pipe2(
+            PROMPT,
+            negative_prompt=NEGATIVE,
+            image=img01,
+            mask_image=mask,
+            num_inference_steps=spec["steps"],
+            guidance_scale=spec["guidance"],
+            width=w,
+            height=h,
+            latents=latents.clone(),
+            output_type="latent",
+        ).images
+    finally:
+        DiagonalGaussianDistribution.sample = original
+    # A 9-channel UNet encodes only the masked image: its noise is the first one drawn.
+    if pipe.unet.config.in_channels == 9:
+        assert len(used) == 1
+        noise = torch.cat([torch.zeros_like(noise[:1]), noise[:1]])
+    else:
+        assert len(used) == 2
+    npy(os.path.join(d, "inpaint_init.npy"), img01 * 2 - 1)
+    npy(os.path.join(d, "inpaint_mask.npy"), mask)
+    npy(os.path.join(d, "inpaint_noise.npy"), noise)
+    npy(os.path.join(d, "inpaint_latents.npy"), latents)
+    npy(os.path.join(d, out), pipe.vae.decode(res / pipe.vae.config.scaling_factor).sample)
+
+
 def fixture(name, spec, seed):
     gen = torch.Generator().manual_seed(seed)
     vocab, merges = small_vocab()
@@ -242,10 +324,15 @@ def fixture(name, spec, seed):
         tok = CLIPTokenizer(os.path.join(t, "vocab.json"), os.path.join(t, "merges.txt"), pad_token=spec["pad"], model_max_length=77)
     text = CLIPTextModel(CLIPTextConfig(**spec["text"])).eval()
     unet = UNet2DConditionModel(**spec["unet"]).eval()
+    inpainting_unet = unet.config.in_channels == 9
     vae = AutoencoderKL(**VAE).eval()
     for m in (text, unet, vae):
         randomise(m, gen)
-    pipe = StableDiffusionPipeline(
+    if inpainting_unet:
+        from diffusers import StableDiffusionInpaintPipeline as Pipeline
+    else:
+        Pipeline = StableDiffusionPipeline
+    pipe = Pipeline(
         vae=vae,
         text_encoder=text,
         tokenizer=tok,
@@ -268,16 +355,15 @@ def fixture(name, spec, seed):
     pipe.save_pretrained(p, safe_serialization=True, variant=spec["variant"])
     del pipe
     # The runs use the saved folder, as a user of diffusers would load it.
-    pipe = StableDiffusionPipeline.from_pretrained(
-        p, torch_dtype=torch.float32, variant=spec["variant"], safety_checker=None
-    )
+    pipe = Pipeline.from_pretrained(p, torch_dtype=torch.float32, variant=spec["variant"], safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
     with torch.no_grad():
         ids = [tok(q, padding="max_length", max_length=77, truncation=True).input_ids for q in (NEGATIVE, PROMPT)]
         embeds = pipe.text_encoder(torch.tensor(ids))[0]
         npy(os.path.join(d, "prompt_embeds.npy"), embeds)
         npy(os.path.join(d, "latents.npy"), latents)
-        npy(os.path.join(d, "image.npy"), run(pipe, spec, latents))
+        if not inpainting_unet:
+            npy(os.path.join(d, "image.npy"), run(pipe, spec, latents))
         base = pipe.scheduler
         for sname, cls in spec["overrides"].items():
             pipe.scheduler = cls.from_config(base.config)
@@ -285,6 +371,8 @@ def fixture(name, spec, seed):
         pipe.scheduler = base
         if "img2img" in spec:
             img2img(pipe, spec, d, gen)
+        if "inpaint" in spec:
+            inpaint(pipe, spec, d, spec["inpaint"], "inpaint.npy")
 
     tdir = os.path.join(p, "tokenizer")
     if spec["tokenizer_files"] == "vocab_merges":
@@ -309,6 +397,7 @@ def fixture(name, spec, seed):
         scheduler=type(base).__name__,
         overrides=list(spec["overrides"]),
         img2img=dict(zip(("steps", "strength", "seed"), spec["img2img"])) if "img2img" in spec else None,
+        inpaint="inpaint" in spec,
     )
     with open(os.path.join(d, "expected.json"), "w") as fh:
         json.dump(expected, fh, indent=1)

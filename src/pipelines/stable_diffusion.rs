@@ -17,6 +17,7 @@
 use crate::backend::{Device, WeightStorage};
 use crate::models::clip::ClipTokenizer;
 use crate::models::clip::tokenizer::MAX_TOKENS;
+use crate::models::vae::Tiling;
 use crate::models::{
     AutoencoderKL, AutoencoderKLConfig, ClipTextConfig, ClipTextEncoder, UNet2DConditionConfig,
     UNet2DConditionModel,
@@ -33,8 +34,11 @@ use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
 /// The `_class_name`s of `model_index.json` this pipeline loads.
-pub const PIPELINE_CLASSES: &[&str] =
-    &["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"];
+pub const PIPELINE_CLASSES: &[&str] = &[
+    "StableDiffusionPipeline",
+    "StableDiffusionImg2ImgPipeline",
+    "StableDiffusionInpaintPipeline",
+];
 
 pub struct StableDiffusionPipeline {
     pub dir: PathBuf,
@@ -69,6 +73,23 @@ pub struct InitImage {
     pub noise: Option<Tensor>,
 }
 
+/// Inpainting (diffusers `StableDiffusionInpaintPipeline`): the image is kept where the mask is
+/// below 0.5 and painted where it is 1. A 9-channel (inpainting) UNet sees the mask and the
+/// masked image's latents beside the latents at every step; a standard 4-channel UNet runs as
+/// for text to image, and after each step the latents outside the mask are replaced by the
+/// image's, noised to the next step's level.
+pub struct Inpaint {
+    /// `[1, 3, height, width]` in [-1, 1].
+    pub image: Tensor,
+    /// `[1, 1, height, width]`: ≥ 0.5 repaint, < 0.5 keep (binarised as diffusers does).
+    pub mask: Tensor,
+    /// As img2img's (1: start from pure noise, diffusers' default).
+    pub strength: f32,
+    /// The posterior samples' noise `[2, C, h, w]`: the image's, then the masked image's; drawn
+    /// from the seed's [`Rng`] when absent.
+    pub noise: Option<Tensor>,
+}
+
 /// What [`StableDiffusionPipeline::generate`] runs.
 pub struct GenerateParams<'a> {
     pub prompt: &'a str,
@@ -83,6 +104,10 @@ pub struct GenerateParams<'a> {
     pub scheduler: Option<&'a str>,
     /// img2img: start from this image's latents, noised to the level `strength` sets.
     pub init: Option<InitImage>,
+    /// Inpainting: repaint the masked part of an image.
+    pub inpaint: Option<Inpaint>,
+    /// How the VAE decodes the final latents (in tiles for large images).
+    pub vae_tiling: Tiling,
     /// Show a progress bar over the steps on stderr (hidden when stderr is not a terminal).
     pub progress: bool,
 }
@@ -100,9 +125,23 @@ impl GenerateParams<'_> {
             latents: Latents::Seed(0),
             scheduler: None,
             init: None,
+            inpaint: None,
+            vae_tiling: Tiling::Off,
             progress: false,
         }
     }
+}
+
+/// Inpainting's inputs in latent space.
+struct InpaintLatents {
+    /// The binarised mask at the latent size `[1, 1, h, w]` (nearest, as diffusers).
+    mask: Tensor,
+    /// The VAE posterior sample of the masked image × scaling_factor.
+    masked_latents: Tensor,
+    /// The image's (for a 4-channel UNet, or a strength below 1).
+    image_latents: Option<Tensor>,
+    /// The initial noise (the given latents, or drawn).
+    noise: Tensor,
 }
 
 /// An image and what the caller should be told about its inputs.
@@ -334,7 +373,12 @@ impl StableDiffusionPipeline {
     /// The shape of the initial latents of a `width`×`height` image.
     pub fn latent_shape(&self, width: usize, height: usize) -> [usize; 4] {
         let f = self.vae_scale_factor();
-        [1, self.unet.cfg.in_channels, height / f, width / f]
+        [1, self.vae.config.latent_channels, height / f, width / f]
+    }
+
+    /// Whether the UNet is an inpainting one (latents + mask + masked image latents in).
+    pub fn is_inpainting(&self) -> bool {
+        self.unet.cfg.in_channels == 2 * self.vae.config.latent_channels + 1
     }
 
     /// The text encoder's last hidden state `[1, 77, width]` for `text`, and whether the text
@@ -422,6 +466,43 @@ impl StableDiffusionPipeline {
                 );
             }
         }
+        if let Some(ip) = &p.inpaint {
+            if p.init.is_some() {
+                bail!(
+                    "give either an img2img init image or an inpainting image and mask, not both"
+                );
+            }
+            if !(ip.strength > 0.0 && ip.strength <= 1.0) {
+                bail!("the strength must be in (0, 1], got {}", ip.strength);
+            }
+            if (p.steps as f32 * ip.strength) < 1.0 {
+                bail!(
+                    "strength {} of {} steps runs no step (⌊steps · strength⌋ = 0)",
+                    ip.strength,
+                    p.steps
+                );
+            }
+            let want = [1, self.vae.config.in_channels, p.height, p.width];
+            if ip.image.shape() != want {
+                bail!(
+                    "the inpainting image must have shape {want:?}, got {:?}",
+                    ip.image.shape()
+                );
+            }
+            let want = [1, 1, p.height, p.width];
+            if ip.mask.shape() != want {
+                bail!(
+                    "the mask must have shape {want:?}, got {:?}",
+                    ip.mask.shape()
+                );
+            }
+        } else if self.is_inpainting() {
+            bail!(
+                "this is an inpainting UNet ({} input channels): give an image and a mask \
+                 (--init-image and --mask)",
+                self.unet.cfg.in_channels
+            );
+        }
         if let Latents::Given(t) = &p.latents {
             let want = self.latent_shape(p.width, p.height);
             if t.shape() != want {
@@ -434,6 +515,66 @@ impl StableDiffusionPipeline {
             }
         }
         Ok(())
+    }
+
+    /// diffusers' inpainting preparation: the mask binarised (≥ 0.5) and sampled nearest to the
+    /// latent size, the masked image (`image · (mask < 0.5)`) and, where needed, the image
+    /// encoded and sampled, the initial noise.
+    fn prepare_inpaint(
+        &self,
+        ip: &Inpaint,
+        shape: &[usize; 4],
+        rng: &mut Rng,
+        latents: &Latents,
+    ) -> Result<InpaintLatents> {
+        let numel: usize = shape.iter().product();
+        let [_, _, h, w] = *shape;
+        let (ih, iw) = (ip.mask.shape()[2], ip.mask.shape()[3]);
+        let m = ip.mask.to_vec()?;
+        let keep: Vec<f32> = m.iter().map(|&v| if v < 0.5 { 1.0 } else { 0.0 }).collect();
+        let f = self.vae_scale_factor();
+        let mut small = vec![0f32; h * w];
+        for y in 0..h {
+            for x in 0..w {
+                small[y * w + x] = 1.0 - keep[(y * f).min(ih - 1) * iw + (x * f).min(iw - 1)];
+            }
+        }
+        let noise = match &ip.noise {
+            Some(t) => t.to_vec()?,
+            None => rng.normal_vec(2 * numel),
+        };
+        if noise.len() != 2 * numel {
+            bail!(
+                "the inpainting noise must have shape [2, {}, {h}, {w}], got {} values",
+                shape[1],
+                noise.len()
+            );
+        }
+        let init = match latents {
+            Latents::Given(t) => ops::lincomb(&[(1.0, t)])?,
+            Latents::Seed(_) => Tensor::from_vec(&self.device, shape, rng.normal_vec(numel))?,
+        };
+        let keep = Tensor::from_vec(&self.device, &[1, 1, ih, iw], keep)?;
+        let masked = ops::mul_bcast(&ip.image, &keep)?;
+        let sf = self.vae.config.scaling_factor;
+        let post = |n: &[f32]| Tensor::from_vec(&self.device, shape, n.to_vec());
+        let masked_latents = self.vae.encode(&masked)?.sample(&post(&noise[numel..])?)?;
+        let masked_latents = ops::lincomb(&[(sf, &masked_latents)])?;
+        let image_latents = if !self.is_inpainting() || ip.strength < 1.0 {
+            let z = self
+                .vae
+                .encode(&ip.image)?
+                .sample(&post(&noise[..numel])?)?;
+            Some(ops::lincomb(&[(sf, &z)])?)
+        } else {
+            None
+        };
+        Ok(InpaintLatents {
+            mask: Tensor::from_vec(&self.device, &[1, 1, h, w], small)?,
+            masked_latents,
+            image_latents,
+            noise: init,
+        })
     }
 
     /// Text to image (see the module docs).
@@ -452,8 +593,29 @@ impl StableDiffusionPipeline {
             Latents::Seed(s) => Rng::new(*s),
             Latents::Given(_) => Rng::new(0),
         };
-        let (mut latents, first) = match &p.init {
-            None => {
+        let inpaint = match &p.inpaint {
+            Some(ip) => Some(self.prepare_inpaint(ip, &shape, &mut rng, &p.latents)?),
+            None => None,
+        };
+        let (mut latents, first) = match (&p.init, &inpaint) {
+            (None, Some(ip)) => {
+                let strength = p.inpaint.as_ref().map_or(1.0, |i| i.strength);
+                let init_steps = ((p.steps as f64 * strength as f64) as usize).min(p.steps);
+                let first = p.steps - init_steps;
+                let sigma = scheduler.init_noise_sigma() as f32;
+                // diffusers' prepare_latents: given latents are the noise, scaled as for text to
+                // image; drawn noise starts from pure noise at strength 1, else from the image's
+                // latents noised to the first timestep.
+                let x = match (&p.latents, &ip.image_latents) {
+                    (Latents::Given(_), _) => ops::lincomb(&[(sigma, &ip.noise)])?,
+                    (Latents::Seed(_), Some(z)) if strength < 1.0 => {
+                        scheduler.add_noise(z, &ip.noise, first)?
+                    }
+                    (Latents::Seed(_), _) => ops::lincomb(&[(sigma, &ip.noise)])?,
+                };
+                (x, first)
+            }
+            (None, None) => {
                 let x = match &p.latents {
                     Latents::Given(t) => ops::lincomb(&[(1.0, t)])?,
                     Latents::Seed(_) => {
@@ -463,7 +625,7 @@ impl StableDiffusionPipeline {
                 let x = ops::lincomb(&[(scheduler.init_noise_sigma() as f32, &x)])?;
                 (x, 0)
             }
-            Some(init) => {
+            (Some(init), _) => {
                 // diffusers' get_timesteps: the timesteps from index steps − ⌊steps · strength⌋
                 // (every supported scheduler has order 1; PNDM's list repeats its first step).
                 let init_steps = ((p.steps as f64 * init.strength as f64) as usize).min(p.steps);
@@ -502,6 +664,17 @@ impl StableDiffusionPipeline {
                 ops::lincomb(&[(1.0, &latents)])?
             };
             let input = scheduler.scale_model_input(&input, i)?;
+            let input = match &inpaint {
+                Some(ip) if self.is_inpainting() => {
+                    let n = input.shape()[0];
+                    let masks = vec![&ip.mask; n];
+                    let mask = ops::concat(&masks, 0)?;
+                    let imgs = vec![&ip.masked_latents; n];
+                    let masked = ops::concat(&imgs, 0)?;
+                    ops::concat(&[&input, &mask, &masked], 1)?
+                }
+                _ => input,
+            };
             let noise_pred = self.unet.forward(&input, &[t as f32], &text, None)?;
             let noise_pred = if cfg_on {
                 let uncond = ops::narrow(&noise_pred, 0, 0, 1)?;
@@ -522,12 +695,26 @@ impl StableDiffusionPipeline {
                 None
             };
             latents = scheduler.step(&noise_pred, i, &latents, noise.as_ref())?;
+            if let Some(ip) = &inpaint {
+                if let Some(z) = &ip.image_latents {
+                    if !self.is_inpainting() {
+                        // Outside the mask: the image's latents at the next step's noise level.
+                        let keep = if i + 1 < timesteps.len() {
+                            scheduler.add_noise(z, &ip.noise, i + 1)?
+                        } else {
+                            ops::lincomb(&[(1.0, z)])?
+                        };
+                        let diff = ops::lincomb(&[(1.0, &latents), (-1.0, &keep)])?;
+                        latents = ops::add_bcast(&keep, &ops::mul_bcast(&diff, &ip.mask)?)?;
+                    }
+                }
+            }
             bar.inc(1);
         }
         bar.finish_and_clear();
 
         let z = ops::lincomb(&[(1.0 / self.vae.config.scaling_factor, &latents)])?;
-        let image = self.vae.decode(&z)?;
+        let image = self.vae.decode_with(&z, p.vae_tiling)?;
         Ok(Generated {
             image,
             warnings,

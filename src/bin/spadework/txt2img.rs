@@ -4,8 +4,9 @@ use crate::device_args::DeviceArgs;
 use anyhow::{Context, Result};
 use spadework::backend::Device;
 use spadework::io::{image as img, npy};
+use spadework::models::vae::Tiling;
 use spadework::pipelines::stable_diffusion::{
-    GenerateParams, InitImage, Latents, StableDiffusionPipeline,
+    GenerateParams, InitImage, Inpaint, Latents, StableDiffusionPipeline,
 };
 use spadework::tensor::Tensor;
 use std::io::IsTerminal;
@@ -45,11 +46,24 @@ pub struct Txt2ImgArgs {
     #[arg(long)]
     pub latents: Option<PathBuf>,
     /// img2img: start from this image (PNG/JPEG, the output's size; default size: the image's).
+    /// With --mask: the image to inpaint.
     #[arg(long)]
     pub init_image: Option<PathBuf>,
-    /// img2img: how far the image is noised (0 keeps it, 1 runs every step).
-    #[arg(long, default_value_t = 0.8, requires = "init_image")]
-    pub strength: f32,
+    /// Inpainting: white (≥ 50 % grey) is repainted, black kept; resized (nearest) to the
+    /// image's size if it differs.
+    #[arg(long, requires = "init_image")]
+    pub mask: Option<PathBuf>,
+    /// How far the image is noised (0 keeps it, 1 runs every step); default 0.8 for img2img,
+    /// 1 for inpainting.
+    #[arg(long, requires = "init_image")]
+    pub strength: Option<f32>,
+    /// Make K images (seeds seed, seed + 1, …) and write them as one grid.
+    #[arg(long, default_value_t = 1, conflicts_with_all = ["latents", "raw"])]
+    pub samples: usize,
+    /// Decode the latents in tiles (diffusers' enable_tiling): `auto` (tiles of the VAE's
+    /// sample_size) or a tile side in latent pixels. Bounds the VAE's memory for large images.
+    #[arg(long, num_args = 0..=1, default_missing_value = "auto")]
+    pub vae_tiling: Option<String>,
     /// Weight file variant (e.g. fp16: diffusion_pytorch_model.fp16.safetensors).
     #[arg(long)]
     pub variant: Option<String>,
@@ -80,7 +94,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         Some((_, w, h)) => (a.width.unwrap_or(*w), a.height.unwrap_or(*h)),
         None => (a.width.unwrap_or(size), a.height.unwrap_or(size)),
     };
-    let init = match init {
+    let (init, inpaint) = match init {
         Some((data, w, h)) => {
             if (w, h) != (width, height) {
                 anyhow::bail!(
@@ -88,14 +102,53 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
                      the output's size"
                 );
             }
-            Some(InitImage {
-                image: Tensor::from_vec(&device, &[1, 3, h, w], data)?,
-                strength: a.strength,
-                noise: None,
-            })
+            let image = Tensor::from_vec(&device, &[1, 3, h, w], data)?;
+            match &a.mask {
+                Some(m) => {
+                    let mask = read_mask(m, w, h)?;
+                    let mask = Tensor::from_vec(&device, &[1, 1, h, w], mask)?;
+                    let strength = a.strength.unwrap_or(1.0);
+                    (
+                        None,
+                        Some(Inpaint {
+                            image,
+                            mask,
+                            strength,
+                            noise: None,
+                        }),
+                    )
+                }
+                None => {
+                    let strength = a.strength.unwrap_or(0.8);
+                    (
+                        Some(InitImage {
+                            image,
+                            strength,
+                            noise: None,
+                        }),
+                        None,
+                    )
+                }
+            }
         }
-        None => None,
+        None => (None, None),
     };
+    let vae_tiling = match a.vae_tiling.as_deref() {
+        None => Tiling::Off,
+        Some("auto") => Tiling::Auto,
+        Some(t) => match t.parse::<usize>() {
+            Ok(tile) if tile >= 8 => Tiling::Tiles {
+                tile,
+                overlap: 0.25,
+            },
+            _ => anyhow::bail!(
+                "--vae-tiling takes 'auto' or a tile side in latent pixels (at least 8), got '{t}'"
+            ),
+        },
+    };
+    if a.samples == 0 || a.samples > 64 {
+        anyhow::bail!("--samples must be between 1 and 64, got {}", a.samples);
+    }
     let latents = match &a.latents {
         Some(p) => {
             let (shape, data) = npy::read_f32(p)?;
@@ -111,7 +164,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         }
         None => Latents::Seed(a.seed.unwrap_or(0)),
     };
-    let params = GenerateParams {
+    let mut params = GenerateParams {
         prompt: &a.prompt,
         negative_prompt: &a.negative_prompt,
         steps: a.steps,
@@ -121,20 +174,36 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         latents,
         scheduler: a.scheduler.as_deref(),
         init,
+        inpaint,
+        vae_tiling,
         progress: std::io::stderr().is_terminal(),
     };
     pipe.check_params(&params)?;
     let t1 = Instant::now();
-    let out = pipe.generate(&params)?;
-    for w in &out.warnings {
-        eprintln!("warning: {w}");
+    let seed = a.seed.unwrap_or(0);
+    let mut images = Vec::with_capacity(a.samples);
+    let mut scheduler = "";
+    for k in 0..a.samples {
+        if a.samples > 1 {
+            params.latents = Latents::Seed(seed + k as u64);
+            eprintln!("sample {}/{} (seed {})", k + 1, a.samples, seed + k as u64);
+        }
+        let out = pipe.generate(&params)?;
+        if k == 0 {
+            for w in &out.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        scheduler = out.scheduler;
+        let image = out.image.to_vec()?;
+        if let Some(raw) = &a.raw {
+            npy::write_f32(raw, out.image.shape(), &image)?;
+        }
+        images.push(to_rgb8(&image, height, width));
     }
-    let image = out.image.to_vec()?;
     let t_run = t1.elapsed();
-    if let Some(raw) = &a.raw {
-        npy::write_f32(raw, out.image.shape(), &image)?;
-    }
-    img::save_rgb_png(&a.output, &to_rgb8(&image, height, width), height, width)
+    let (grid, gh, gw) = grid(&images, height, width);
+    img::save_rgb_png(&a.output, &grid, gh, gw)
         .with_context(|| format!("writing {}", a.output.display()))?;
     let peak = match &device {
         Device::Gpu(ctx) => format!(
@@ -143,12 +212,13 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         ),
         Device::Cpu => String::new(),
     };
+    let runs = (a.steps * a.samples) as f64;
     eprintln!(
-        "{width}x{height}, {} steps of {} in {:.1} ms ({:.1} ms/step; load {:.1} ms{peak}) -> {}",
+        "{} × {width}x{height}, {} steps of {scheduler} in {:.1} ms ({:.1} ms/step; load {:.1} ms{peak}) -> {}",
+        a.samples,
         a.steps,
-        out.scheduler,
         t_run.as_secs_f64() * 1e3,
-        t_run.as_secs_f64() * 1e3 / a.steps as f64,
+        t_run.as_secs_f64() * 1e3 / runs,
         t_load.as_secs_f64() * 1e3,
         a.output.display()
     );
@@ -165,6 +235,51 @@ fn to_rgb8(chw: &[f32], h: usize, w: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// RGB8 images of one size side by side, ⌈√K⌉ to a row (2-pixel white gaps); the grid and its
+/// height and width.
+fn grid(images: &[Vec<u8>], h: usize, w: usize) -> (Vec<u8>, usize, usize) {
+    if images.len() == 1 {
+        return (images[0].clone(), h, w);
+    }
+    const GAP: usize = 2;
+    let cols = (images.len() as f64).sqrt().ceil() as usize;
+    let rows = images.len().div_ceil(cols);
+    let (gw, gh) = (cols * w + (cols - 1) * GAP, rows * h + (rows - 1) * GAP);
+    let mut out = vec![255u8; gh * gw * 3];
+    for (k, im) in images.iter().enumerate() {
+        let (oy, ox) = ((k / cols) * (h + GAP), (k % cols) * (w + GAP));
+        for y in 0..h {
+            let dst = ((oy + y) * gw + ox) * 3;
+            out[dst..dst + w * 3].copy_from_slice(&im[y * w * 3..(y + 1) * w * 3]);
+        }
+    }
+    (out, gh, gw)
+}
+
+/// An inpainting mask as `[H, W]` in [0, 1] (luma, as PIL's `convert("L")`), nearest-resized
+/// to `w`×`h` with a note when its size differs.
+fn read_mask(path: &std::path::Path, w: usize, h: usize) -> Result<Vec<f32>> {
+    let img = image::open(path)
+        .with_context(|| format!("cannot read mask {}", path.display()))?
+        .to_rgb8();
+    let (mw, mh) = (img.width() as usize, img.height() as usize);
+    if (mw, mh) != (w, h) {
+        eprintln!(
+            "note: the mask {} is {mw}x{mh}; resized (nearest) to the image's {w}x{h}",
+            path.display()
+        );
+    }
+    let mut out = vec![0f32; h * w];
+    for y in 0..h {
+        for x in 0..w {
+            let p = img.get_pixel((x * mw / w) as u32, (y * mh / h) as u32);
+            let l = (p[0] as u32 * 299 + p[1] as u32 * 587 + p[2] as u32 * 114) / 1000;
+            out[y * w + x] = l as f32 / 255.0;
+        }
+    }
+    Ok(out)
 }
 
 /// An RGB image as `[3, H, W]` in [-1, 1] (diffusers' preprocessing: x / 255 · 2 − 1), its width
