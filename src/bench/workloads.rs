@@ -5,7 +5,8 @@
 use crate::backend::{Device, WeightStorage};
 use crate::models::spade::input::PreparedMap;
 use crate::models::{
-    ClipTextConfig, ClipTextEncoder, SpadeConfig, UNet2DConditionConfig, UNet2DConditionModel,
+    AutoencoderKL, AutoencoderKLConfig, ClipTextConfig, ClipTextEncoder, SpadeConfig,
+    UNet2DConditionConfig, UNet2DConditionModel,
 };
 use crate::ops::{self, Conv2d, OneHotConv, ParamFreeNorm};
 use crate::pipelines::spade::SpadePipeline;
@@ -428,6 +429,15 @@ pub(super) fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
                 }))
             },
         ));
+    }
+    // Stable Diffusion 1.5's VAE decoding a 64×64 latent to a 512² image (random weights).
+    if !quick && !d.is_gpu() {
+        v.push(Work::new("VAE SD decode 512²", "e2e", move || {
+            let vae = AutoencoderKL::load(&Vars::random(6, d), &AutoencoderKLConfig::sd15())?;
+            let z = Tensor::from_vec(d, &[1, 4, 64, 64], rand(4 * 64 * 64, 13))?;
+            let flop = vae.decode_flops(64, 64);
+            Ok(Ready::new(flop, move || vae.decode(&z).map(drop)))
+        }));
     }
     if !quick {
         v.extend(demo_workloads(d));

@@ -109,6 +109,40 @@ impl AutoencoderKL {
         Ok(s)
     }
 
+    /// Floating-point operations of [`Self::decode`] on an `h`×`w` latent (convolutions, the
+    /// mid-block attention's projections and products; norms and activations left out).
+    pub fn decode_flops(&self, h: usize, w: usize) -> f64 {
+        let conv = |cin: usize, cout: usize, k: usize, hh: usize, ww: usize| {
+            2.0 * (cin * cout * k * k * hh * ww) as f64
+        };
+        let c = &self.config;
+        let chans: Vec<usize> = c.block_out_channels.iter().rev().copied().collect();
+        let (lat, c0) = (c.latent_channels, chans[0]);
+        let (mut hh, mut ww) = (h, w);
+        let mut f = conv(lat, lat, 1, hh, ww) + conv(lat, c0, 3, hh, ww);
+        f += 2.0 * 2.0 * conv(c0, c0, 3, hh, ww);
+        if c.mid_block_add_attention {
+            let n = (hh * ww) as f64;
+            f += 4.0 * 2.0 * n * (c0 * c0) as f64 + 2.0 * 2.0 * n * n * c0 as f64;
+        }
+        let mut prev = c0;
+        for (i, &cout) in chans.iter().enumerate() {
+            for j in 0..=c.layers_per_block {
+                let cin = if j == 0 { prev } else { cout };
+                f += conv(cin, cout, 3, hh, ww) + conv(cout, cout, 3, hh, ww);
+                if cin != cout {
+                    f += conv(cin, cout, 1, hh, ww);
+                }
+            }
+            if i + 1 < chans.len() {
+                (hh, ww) = (hh * 2, ww * 2);
+                f += conv(cout, cout, 3, hh, ww);
+            }
+            prev = cout;
+        }
+        f + conv(prev, c.out_channels, 3, hh, ww)
+    }
+
     /// Whether `tiling` decodes an `h`×`w` latent in tiles, and with which tile and overlap:
     /// diffusers tiles when a side is longer than the tile.
     pub fn tiles_for(&self, h: usize, w: usize, tiling: Tiling) -> Option<(usize, f32)> {
