@@ -136,3 +136,22 @@ pub(crate) fn same_device(ts: &[&Tensor]) -> Result<Device> {
     }
     Ok(d)
 }
+
+/// The index and value of the first NaN or infinity in `v`, if any.
+pub fn first_non_finite(v: &[f32]) -> Option<(usize, f32)> {
+    v.iter().position(|x| !x.is_finite()).map(|i| (i, v[i]))
+}
+
+/// Fails when `v` holds a NaN or an infinity, naming `what`, how many and the first one's index
+/// (a non-finite image would otherwise be written as a silent black one).
+pub fn check_finite(v: &[f32], what: &str) -> anyhow::Result<()> {
+    if let Some((i, x)) = first_non_finite(v) {
+        let n = v.iter().filter(|x| !x.is_finite()).count();
+        anyhow::bail!(
+            "{what} has {n} non-finite values (the first, {x}, at index {i} of {}); the inputs or \
+             the weights produce NaN or infinity",
+            v.len()
+        );
+    }
+    Ok(())
+}

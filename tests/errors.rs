@@ -266,3 +266,137 @@ fn vae_only_flags_are_refused_for_plain_models() {
     let e = render(&m, &map, &["--seed", "3"]);
     assert!(e.contains("not a VAE generator"), "{e}");
 }
+
+/// A PNG header declaring 200000×200000 pixels (74 bytes): refused from the header, before any
+/// allocation; `--max-pixels` names the way out.
+#[test]
+fn huge_images_are_refused_before_decoding() {
+    let d = tmpdir();
+    let big = d.join("huge.png");
+    // A valid 1×1 grey PNG whose IHDR is rewritten to 200000×200000 (CRC fixed up).
+    gray_png(&big, 1, 1, |_, _| 0);
+    let mut b = std::fs::read(&big).unwrap();
+    b[16..20].copy_from_slice(&200000u32.to_be_bytes());
+    b[20..24].copy_from_slice(&200000u32.to_be_bytes());
+    let crc = crc32(&b[12..29]);
+    b[29..33].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(&big, &b).unwrap();
+    let e = render(&model(), &big, &[]);
+    assert!(
+        e.contains("200000x200000") && e.contains("over the limit") && e.contains("--max-pixels"),
+        "{e}"
+    );
+    // The same budget for a style image / an init image goes through `open_image`; a small
+    // budget refuses an ordinary map.
+    let small = d.join("small.png");
+    gray_png(&small, 64, 64, |_, _| 1);
+    let e = render(&model(), &small, &["--max-pixels", "100"]);
+    assert!(
+        e.contains("64x64 = 4096 pixels, over the limit of 100"),
+        "{e}"
+    );
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// An output that is also an input is refused and the input survives.
+#[test]
+fn outputs_never_overwrite_inputs() {
+    let m = model();
+    let d = tmpdir();
+    let map = d.join("keep_map.png");
+    gray_png(&map, 64, 64, |x, _| (x / 8) as u8);
+    let before = std::fs::read(&map).unwrap();
+    let e = fails(&[
+        "render",
+        "--weights",
+        m.to_str().unwrap(),
+        "--map",
+        map.to_str().unwrap(),
+        "-o",
+        map.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        e.contains("-o") && e.contains("is also the input --map"),
+        "{e}"
+    );
+    let e = fails(&[
+        "render",
+        "--weights",
+        m.to_str().unwrap(),
+        "--map",
+        map.to_str().unwrap(),
+        "-o",
+        d.join("o.png").to_str().unwrap(),
+        "--raw",
+        m.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        e.contains("--raw") && e.contains("is also the input --weights"),
+        "{e}"
+    );
+    let e = fails(&[
+        "repack",
+        m.to_str().unwrap(),
+        "-o",
+        m.to_str().unwrap(),
+        "--storage",
+        "f16",
+    ]);
+    assert!(e.contains("is also the input"), "{e}");
+    assert_eq!(std::fs::read(&map).unwrap(), before);
+}
+
+/// Non-finite weights are named at load (not rendered into a black image) and refused by repack.
+#[test]
+fn non_finite_weights_are_named_and_refused() {
+    let m = model();
+    let store = spadework::weights::WeightStore::load(&m).unwrap();
+    let name = store
+        .names()
+        .find(|n| n.ends_with(".weight") && store.shape(n).unwrap().len() == 4)
+        .unwrap()
+        .to_string();
+    // Rewrite the file with one NaN in that tensor (f32 storage: patch its bytes).
+    let bytes = std::fs::read(&m).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let start = header[&name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + header_len;
+    let mut bad = bytes.clone();
+    bad[start + 4..start + 8].copy_from_slice(&f32::NAN.to_le_bytes());
+    let bad_path = tmpdir().join("nan.safetensors");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let map = tmpdir().join("nan_map.png");
+    gray_png(&map, 64, 64, |_, _| 1);
+    let e = render(&bad_path, &map, &[]);
+    assert!(
+        e.contains(&format!("'{name}'")) && e.contains("NaN at flat index 1"),
+        "{e}"
+    );
+    let e = fails(&[
+        "repack",
+        bad_path.to_str().unwrap(),
+        "-o",
+        tmpdir().join("r.safetensors").to_str().unwrap(),
+        "--storage",
+        "int8",
+    ]);
+    assert!(e.contains("refusing to store non-finite weights"), "{e}");
+}

@@ -14,6 +14,57 @@ pub fn to_rgb8(chw: &[f32], h: usize, w: usize) -> Vec<u8> {
     out
 }
 
+/// The default of [`max_pixels`]: 2²⁶ (8192 × 8192).
+pub const DEFAULT_MAX_PIXELS: u64 = 1 << 26;
+static MAX_PIXELS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_MAX_PIXELS);
+
+/// The most pixels any image spadework reads may have (maps, instance maps, style, init and
+/// mask images), checked against the file's header before anything is decoded.
+pub fn max_pixels() -> u64 {
+    MAX_PIXELS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Raises (or lowers) [`max_pixels`] for this process (the CLI's `--max-pixels`).
+pub fn set_max_pixels(n: u64) {
+    MAX_PIXELS.store(n, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Fails when a `w`×`h` image is over the pixel budget, naming `what`, the size and the limit.
+pub fn check_pixels(what: &str, w: u64, h: u64) -> Result<()> {
+    let (n, max) = (w.saturating_mul(h), max_pixels());
+    if n > max {
+        bail!(
+            "{what} is {w}x{h} = {n} pixels, over the limit of {max} (raise it with \
+             --max-pixels if you mean it)"
+        );
+    }
+    Ok(())
+}
+
+/// An image file (any format the `image` crate reads), its size checked against
+/// [`max_pixels`] from the header before decoding; `what` names it in errors.
+pub fn open_image(path: &Path, what: &str) -> Result<image::DynamicImage> {
+    let name = || format!("cannot read {what} {}", path.display());
+    let reader = image::ImageReader::open(path)
+        .with_context(name)?
+        .with_guessed_format()
+        .with_context(name)?;
+    let (w, h) = reader.into_dimensions().with_context(name)?;
+    check_pixels(&format!("{what} {}", path.display()), w as u64, h as u64)?;
+    let mut reader = image::ImageReader::open(path)
+        .with_context(name)?
+        .with_guessed_format()
+        .with_context(name)?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    // RGBA at 32-bit float is the largest buffer a decoder allocates per pixel.
+    limits.max_alloc = Some((w as u64 * h as u64).saturating_mul(16).max(1 << 20));
+    reader.limits(limits);
+    reader.decode().with_context(name)
+}
+
 /// Writes an RGB8 image (format from the extension, as `image::save_buffer`) atomically (see
 /// [`super::write_atomic`]).
 pub fn save_rgb_png(path: &Path, rgb: &[u8], h: usize, w: usize) -> Result<()> {
@@ -36,9 +87,7 @@ pub fn save_rgb_png(path: &Path, rgb: &[u8], h: usize, w: usize) -> Result<()> {
 /// BICUBIC), scaled to [-1, 1], then bilinearly resized to 256×256 (align_corners=False) if needed.
 /// Returns [3, 256, 256] CHW.
 pub fn load_style(path: &Path, (h, w): (usize, usize)) -> Result<Vec<f32>> {
-    let img = image::open(path)
-        .with_context(|| format!("cannot read style image {}", path.display()))?
-        .to_rgb8();
+    let img = open_image(path, "style image")?.to_rgb8();
     let img = if (img.height() as usize, img.width() as usize) != (h, w) {
         image::imageops::resize(
             &img,

@@ -32,6 +32,8 @@ pub fn decode_map_png(bytes: &[u8]) -> Result<MapImage> {
     let mut dec = png::Decoder::new(std::io::Cursor::new(bytes));
     dec.set_transformations(png::Transformations::IDENTITY);
     let mut reader = dec.read_info()?;
+    let (w, h) = (reader.info().width, reader.info().height);
+    super::image::check_pixels("the map", w as u64, h as u64)?;
     let size = reader.output_buffer_size().context("image too large")?;
     let mut buf = vec![0u8; size];
     let info = reader.next_frame(&mut buf)?;

@@ -562,6 +562,13 @@ impl WeightStore {
         let mut bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
         for n in self.names() {
             let (s, d) = (self.shape(n).unwrap_or_default().to_vec(), self.values(n)?);
+            if let Some((i, x)) = crate::tensor::first_non_finite(&d) {
+                bail!(
+                    "{}: tensor '{n}' holds {x} at flat index {i}: refusing to store non-finite \
+                     weights",
+                    self.source
+                );
+            }
             let (n, s) = (&n.to_string(), &s);
             let weight = s.len() >= 2;
             match storage {

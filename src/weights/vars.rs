@@ -193,7 +193,17 @@ impl<'a> Vars<'a> {
                         "{}: tensor '{file_key}'{renamed} has shape {got:?}, expected {shape:?}",
                         s.source
                     ),
-                    Some(_) => s.values(&file_key)?,
+                    Some(_) => {
+                        let v = s.get(&file_key, shape)?;
+                        if let Some((i, x)) = crate::tensor::first_non_finite(&v) {
+                            bail!(
+                                "{}: tensor '{file_key}'{renamed} holds {x} at flat index {i} \
+                                 (shape {shape:?}): the weights are damaged or diverged",
+                                s.source
+                            );
+                        }
+                        v
+                    }
                 }
             }
             Source::Random { seed, made } => {

@@ -55,6 +55,11 @@ pub struct RepackArgs {
 }
 
 pub fn convert(a: ConvertArgs) -> Result<()> {
+    let mut inputs = vec![("the input", a.input.as_path())];
+    if let Some(e) = &a.net_e {
+        inputs.push(("--netE", e.as_path()));
+    }
+    spadework::io::check_outputs(&inputs, &[("-o", a.output.as_path())])?;
     let mut cfg = match &a.preset {
         Some(p) => SpadeConfig::preset(p)?,
         None => SpadeConfig::nvlabs_defaults(),
@@ -115,6 +120,10 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
 }
 
 pub fn repack(a: RepackArgs) -> Result<()> {
+    spadework::io::check_outputs(
+        &[("the input", a.input.as_path())],
+        &[("-o", a.output.as_path())],
+    )?;
     let store = spadework::weights::WeightStore::load(&a.input)?;
     if !store.metadata.contains_key("spade_config") {
         bail!(

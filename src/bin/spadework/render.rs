@@ -39,9 +39,29 @@ pub struct RenderArgs {
     /// Also write the float32 NCHW output before quantisation (.npy).
     #[arg(long)]
     pub raw: Option<PathBuf>,
+    /// The most pixels an input image may have (checked from its header before decoding).
+    #[arg(long, default_value_t = spadework::io::image::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
 }
 
 pub fn render(a: RenderArgs) -> Result<()> {
+    let mut inputs = vec![("--map", a.map.as_path())];
+    for (flag, p) in [
+        ("--weights", &a.weights),
+        ("--instance", &a.instance),
+        ("--style", &a.style),
+        ("--z", &a.z),
+    ] {
+        if let Some(p) = p {
+            inputs.push((flag, p.as_path()));
+        }
+    }
+    let mut outputs = vec![("-o", a.output.as_path())];
+    if let Some(r) = &a.raw {
+        outputs.push(("--raw", r.as_path()));
+    }
+    spadework::io::check_outputs(&inputs, &outputs)?;
+    spadework::io::image::set_max_pixels(a.max_pixels);
     let t0 = Instant::now();
     let device = a.device.select()?;
     eprintln!("using {}", device.describe());
@@ -71,7 +91,9 @@ pub fn render(a: RenderArgs) -> Result<()> {
         a.unknown_as.as_deref(),
     )?;
     let z = if let Some(p) = &a.z {
-        Some(ZSource::Given(npy::read_f32(p)?.1))
+        let z = npy::read_f32(p)?.1;
+        spadework::tensor::check_finite(&z, &format!("--z {}", p.display()))?;
+        Some(ZSource::Given(z))
     } else if let Some(s) = &a.style {
         let (mu, _) = model.encode_style(s)?;
         Some(ZSource::Given(mu))
@@ -86,6 +108,7 @@ pub fn render(a: RenderArgs) -> Result<()> {
     let t1 = Instant::now();
     let (out, (h, w)) = model.render(&prepared, z.as_ref())?;
     let t_render = t1.elapsed();
+    spadework::tensor::check_finite(&out, "the rendered image")?;
     if let Some(raw) = &a.raw {
         npy::write_f32(raw, &[1, 3, h, w], &out)?;
     }

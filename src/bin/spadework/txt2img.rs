@@ -75,9 +75,28 @@ pub struct Txt2ImgArgs {
     /// Also write the VAE's float32 NCHW output before clamping (.npy).
     #[arg(long)]
     pub raw: Option<PathBuf>,
+    /// The most pixels an input image may have (checked from its header before decoding).
+    #[arg(long, default_value_t = spadework::io::image::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
 }
 
 pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
+    let mut inputs = vec![("--weights", a.weights.as_path())];
+    for (flag, p) in [
+        ("--latents", &a.latents),
+        ("--init-image", &a.init_image),
+        ("--mask", &a.mask),
+    ] {
+        if let Some(p) = p {
+            inputs.push((flag, p.as_path()));
+        }
+    }
+    let mut outputs = vec![("-o", a.output.as_path())];
+    if let Some(r) = &a.raw {
+        outputs.push(("--raw", r.as_path()));
+    }
+    spadework::io::check_outputs(&inputs, &outputs)?;
+    spadework::io::image::set_max_pixels(a.max_pixels);
     let t0 = Instant::now();
     let device = a.device.select()?;
     eprintln!("using {}", device.describe());
@@ -196,6 +215,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         }
         scheduler = out.scheduler;
         let image = out.image.to_vec()?;
+        spadework::tensor::check_finite(&image, "the decoded image")?;
         if let Some(raw) = &a.raw {
             npy::write_f32(raw, out.image.shape(), &image)?;
         }
@@ -261,9 +281,7 @@ fn grid(images: &[Vec<u8>], h: usize, w: usize) -> (Vec<u8>, usize, usize) {
 /// An inpainting mask as `[H, W]` in [0, 1] (luma, as PIL's `convert("L")`), nearest-resized
 /// to `w`×`h` with a note when its size differs.
 fn read_mask(path: &std::path::Path, w: usize, h: usize) -> Result<Vec<f32>> {
-    let img = image::open(path)
-        .with_context(|| format!("cannot read mask {}", path.display()))?
-        .to_rgb8();
+    let img = spadework::io::image::open_image(path, "mask")?.to_rgb8();
     let (mw, mh) = (img.width() as usize, img.height() as usize);
     if (mw, mh) != (w, h) {
         eprintln!(
@@ -285,9 +303,7 @@ fn read_mask(path: &std::path::Path, w: usize, h: usize) -> Result<Vec<f32>> {
 /// An RGB image as `[3, H, W]` in [-1, 1] (diffusers' preprocessing: x / 255 · 2 − 1), its width
 /// and height.
 fn read_image(path: &std::path::Path) -> Result<(Vec<f32>, usize, usize)> {
-    let img = image::open(path)
-        .with_context(|| format!("cannot read init image {}", path.display()))?
-        .to_rgb8();
+    let img = spadework::io::image::open_image(path, "init image")?.to_rgb8();
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut out = vec![0f32; 3 * h * w];
     for (i, p) in img.pixels().enumerate() {
