@@ -36,12 +36,7 @@ pub struct PaintOptions {
 /// Opens the window and runs until it is closed (or the replay ends). A replay failure is an
 /// error.
 pub fn run(opts: PaintOptions) -> Result<()> {
-    let cfg_json = opts
-        .store
-        .metadata
-        .get("spade_config")
-        .with_context(|| format!("{}: no spade_config in the file", opts.store.source))?;
-    let cfg: SpadeConfig = serde_json::from_str(cfg_json)?;
+    let cfg: SpadeConfig = crate::pipelines::spade::SpadePipeline::config_of(&opts.store)?;
     let replay = opts.replay.as_ref().map(|p| Script::load(p)).transpose()?;
     let outcome: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let outcome_app = outcome.clone();

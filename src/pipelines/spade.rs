@@ -60,8 +60,11 @@ impl SpadePipeline {
         let cfg_json = store.metadata.get("spade_config").with_context(|| {
             format!("{}: no 'spade_config' in the safetensors header; convert NVlabs checkpoints with `spadework convert`", store.source)
         })?;
-        serde_json::from_str(cfg_json)
-            .with_context(|| format!("{}: bad spade_config header", store.source))
+        let cfg: SpadeConfig = serde_json::from_str(cfg_json)
+            .with_context(|| format!("{}: bad spade_config header", store.source))?;
+        cfg.validate()
+            .with_context(|| format!("{}: spade_config", store.source))?;
+        Ok(cfg)
     }
 
     /// The model in `store`, which must hold exactly its tensors (a file with tensors the config

@@ -125,6 +125,14 @@ impl From<NormG> for String {
     }
 }
 
+/// Bounds [`SpadeConfig::validate`] enforces: NVlabs' models go up to crop 1024, ngf 64, 182
+/// labels and z_dim 256.
+pub const MAX_CROP: usize = 8192;
+pub const MAX_OUTPUT_PIXELS: usize = 1 << 24;
+pub const MAX_NGF: usize = 1024;
+pub const MAX_LABELS: usize = 65536;
+pub const MAX_Z: usize = 65536;
+
 /// Python's `round()` (half to even), as NVlabs uses for `sh = round(sw / aspect_ratio)`.
 pub fn py_round(x: f64) -> i64 {
     let r = x.round();
@@ -240,14 +248,43 @@ impl SpadeConfig {
         )
     }
 
+    /// Checks every size a model file's config sets against bounds, before anything is
+    /// allocated from it (shared by `convert` and loading): a config from a hostile or damaged
+    /// file is an error naming the key, its value and the limit.
     pub fn validate(&self) -> Result<()> {
         self.num_up()?;
-        self.first_size()?;
-        if self.ngf == 0 || self.label_nc == 0 {
-            bail!("ngf and label_nc must be positive");
+        if !(self.aspect_ratio.is_finite() && (1.0 / 16.0..=16.0).contains(&self.aspect_ratio)) {
+            bail!(
+                "aspect_ratio {} is outside [1/16, 16] (NVlabs' models use 1 and 2)",
+                self.aspect_ratio
+            );
         }
-        if self.aspect_ratio <= 0.0 || !self.aspect_ratio.is_finite() {
-            bail!("aspect_ratio must be a positive number");
+        if !(1..=MAX_CROP).contains(&self.crop_size) {
+            bail!("crop_size {} is outside 1..={MAX_CROP}", self.crop_size);
+        }
+        self.first_size()?;
+        let (h, w) = self.output_size()?;
+        if h.saturating_mul(w) > MAX_OUTPUT_PIXELS {
+            bail!(
+                "crop_size {} and aspect_ratio {} give a {w}x{h} output, over {MAX_OUTPUT_PIXELS} \
+                 pixels",
+                self.crop_size,
+                self.aspect_ratio
+            );
+        }
+        if self.ngf == 0 || self.ngf > MAX_NGF {
+            bail!("ngf {} is outside 1..={MAX_NGF}", self.ngf);
+        }
+        if self.label_nc == 0 || self.label_nc > MAX_LABELS {
+            bail!("label_nc {} is outside 1..={MAX_LABELS}", self.label_nc);
+        }
+        if self.z_dim == 0 || self.z_dim > MAX_Z {
+            bail!("z_dim {} is outside 1..={MAX_Z}", self.z_dim);
+        }
+        if let Some(n) = self.encoder_layers
+            && !(1..=6).contains(&n)
+        {
+            bail!("encoder_layers {n} is outside 1..=6 (NVlabs' style encoder has 5 or 6)");
         }
         Ok(())
     }
@@ -274,6 +311,34 @@ impl SpadeConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_configs_are_refused_by_name() {
+        let base = SpadeConfig::preset("ade20k").unwrap();
+        let bad = |f: &dyn Fn(&mut SpadeConfig), needle: &str| {
+            let mut c = base.clone();
+            f(&mut c);
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle:?} not in {e}");
+        };
+        bad(&|c| c.crop_size = 1_000_000, "crop_size 1000000");
+        bad(&|c| c.aspect_ratio = 1e-3, "aspect_ratio 0.001");
+        bad(&|c| c.aspect_ratio = f64::NAN, "aspect_ratio NaN");
+        bad(&|c| c.encoder_layers = Some(7), "encoder_layers 7");
+        bad(&|c| c.encoder_layers = Some(0), "encoder_layers 0");
+        bad(
+            &|c| c.encoder_layers = Some(1_000_000_000),
+            "encoder_layers 1000000000",
+        );
+        bad(&|c| c.ngf = 0, "ngf 0");
+        bad(&|c| c.label_nc = usize::MAX, "label_nc");
+        bad(&|c| c.z_dim = 0, "z_dim 0");
+        bad(
+            &|c| (c.crop_size, c.aspect_ratio) = (8192, 1.0),
+            "over 16777216 pixels",
+        );
+        base.validate().unwrap();
+    }
     #[test]
     fn presets_match_spec_table() {
         let a = SpadeConfig::preset("ade20k").unwrap();
