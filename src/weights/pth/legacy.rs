@@ -64,7 +64,7 @@ pub(super) fn load_legacy(bytes: &[u8], objects: Objects) -> Result<Vec<(String,
         let key = match k {
             Value::Int(i) => i.to_string(),
             _ => match keys.obj(k) {
-                Some(Obj::Str(s)) => s.clone(),
+                Some(Obj::Str(s)) => s.to_string(),
                 _ => bail!(
                     "invalid legacy checkpoint: storage key is {}",
                     kind(&keys.objs, k)

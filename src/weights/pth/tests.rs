@@ -512,3 +512,32 @@ fn training_checkpoints_keep_foreign_objects_inert() {
     .unwrap_err();
     assert!(format!("{e}").contains("'foo.Bar'"), "{e}");
 }
+
+/// Peak resident memory of this process (VmHWM), in bytes, where /proc tells it.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+}
+
+/// One memoised 4 MiB string used as the key of 1,000 dicts is held once (it would take
+/// 4 GiB as 1,000 copies).
+#[test]
+fn memo_reuse_does_not_amplify_memory() {
+    const LEN: usize = 4 << 20;
+    let mut p = b"\x80\x02X".to_vec();
+    p.extend_from_slice(&(LEN as u32).to_le_bytes());
+    p.extend(std::iter::repeat_n(b'a', LEN));
+    p.extend_from_slice(b"q\x000(");
+    for _ in 0..1000 {
+        p.extend_from_slice(b"}h\x00K\x01s");
+    }
+    p.extend_from_slice(b"l.");
+    let before = peak_rss();
+    let out = vm::unpickle(&p, 0, vm::PidMode::Zip, Objects::Refuse).unwrap();
+    assert_eq!(out.objs.len(), 1002);
+    if let (Some(a), Some(b)) = (before, peak_rss()) {
+        let grew = b.saturating_sub(a);
+        assert!(grew < 1 << 30, "peak RSS grew by {} MiB", grew >> 20);
+    }
+}

@@ -88,7 +88,7 @@ impl Flattener<'_> {
                         Value::Int(i) => Some(i.to_string()),
                         Value::Bool(b) => Some(if b { "True" } else { "False" }.to_owned()),
                         _ => match p.obj(k) {
-                            Some(Obj::Str(s)) => Some(s.clone()),
+                            Some(Obj::Str(s)) => Some(s.to_string()),
                             _ => None,
                         },
                     };

@@ -4,6 +4,7 @@
 //! globals (a dict, a tensor view of a storage, a parameter); persistent ids name storages.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::fmt::Display;
 
 use anyhow::{Result, anyhow, bail};
@@ -181,8 +182,10 @@ pub(super) enum Value {
 pub(super) enum Obj {
     /// An integer that does not fit in i64: minimal little-endian two's complement.
     BigInt(Vec<u8>),
-    Str(String),
-    Bytes(Vec<u8>),
+    /// Shared with the dict keys made from it: a memoised string reused as a key in many dicts
+    /// is held once, not once per dict.
+    Str(Rc<str>),
+    Bytes(Rc<[u8]>),
     Tuple(Vec<Value>),
     List(Vec<Value>),
     Dict(Dict),
@@ -267,8 +270,8 @@ enum DictKey {
     None,
     Int(i64),
     Float(u64),
-    Str(String),
-    Bytes(Vec<u8>),
+    Str(Rc<str>),
+    Bytes(Rc<[u8]>),
     BigInt(Vec<u8>),
     Global(Global),
     /// Other hashable objects (tuples, tensors, ...) compare by identity.
@@ -814,7 +817,7 @@ impl<'a> Vm<'a> {
                     // torch.load decodes Python 2 `str` (BINSTRING) as UTF-8.
                     let raw = self.take(n)?;
                     let s = self.utf8(raw)?;
-                    let v = self.alloc(Obj::Str(s))?;
+                    let v = self.alloc(Obj::Str(s.into()))?;
                     self.push(v)?;
                 }
                 op::SHORT_BINBYTES | op::BINBYTES | op::BINBYTES8 => {
@@ -824,7 +827,7 @@ impl<'a> Vm<'a> {
                         _ => self.len_u64()?,
                     };
                     let b = self.take(n)?.to_vec();
-                    let v = self.alloc(Obj::Bytes(b))?;
+                    let v = self.alloc(Obj::Bytes(b.into()))?;
                     self.push(v)?;
                 }
                 op::EMPTY_DICT => {
