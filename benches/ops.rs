@@ -31,7 +31,7 @@ fn main() -> anyhow::Result<()> {
         let d = Device::select(choice, arg(&args, "--adapter").as_deref())?;
         eprintln!("{}", d.describe());
         let rows = spadework::bench::run_ops(&d, &d.describe(), quick, runs, &filter)?;
-        spadework::bench::print_table(&rows);
+        spadework::bench::print_table(&rows)?;
     }
     Ok(())
 }

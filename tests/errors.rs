@@ -400,3 +400,19 @@ fn non_finite_weights_are_named_and_refused() {
     ]);
     assert!(e.contains("refusing to store non-finite weights"), "{e}");
 }
+
+/// A full stdout (/dev/full) is an error with exit code 1, not a panic.
+#[test]
+#[cfg(target_os = "linux")]
+fn full_stdout_is_an_error_not_a_panic() {
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spadework"))
+        .arg("adapters")
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write to stdout"), "{err}");
+}

@@ -33,8 +33,13 @@ pub fn gpu_info(ctx: &Arc<GpuContext>) -> serde_json::Value {
     })
 }
 
-pub fn print_table(rows: &[Row]) {
-    println!(
+/// Writes the table to stdout (an error when stdout is closed or full, not a panic).
+pub fn print_table(rows: &[Row]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "{:<34} {:<4} {:<44} {:>10} {:>10} {:>9} {:>9} {:>7} {:>9} {:>9} {:>9} {:>8} {:>10}",
         "adapter",
         "be",
@@ -49,10 +54,12 @@ pub fn print_table(rows: &[Row]) {
         "2 largest",
         "RSS MiB",
         "err vs f32"
-    );
+    )
+    .context("cannot write to stdout")?;
     for r in rows {
         let name: String = r.adapter.chars().take(34).collect();
-        println!(
+        writeln!(
+            out,
             "{:<34} {:<4} {:<44} {:>10.2} {:>10.2} {:>9.1} {:>9.1} {:>7.0} {:>9.0} {:>9.0} {:>9.0} {:>8.0} {:>10}",
             name,
             r.backend,
@@ -71,6 +78,8 @@ pub fn print_table(rows: &[Row]) {
             } else {
                 format!("{:.1e}", r.max_err_vs_f32)
             }
-        );
+        )
+        .context("cannot write to stdout")?;
     }
+    Ok(())
 }

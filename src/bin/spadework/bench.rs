@@ -73,7 +73,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         });
     }
     pb.finish_and_clear();
-    bench::print_table(&rows);
+    bench::print_table(&rows)?;
     if let Some(p) = &a.plot {
         bench::plot(&rows, p)?;
         eprintln!("wrote {}", p.display());
@@ -88,16 +88,20 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 }
 
 pub fn adapters() -> Result<()> {
+    use std::io::Write;
     let list = spadework::backend::gpu::enumerate_adapters();
+    let mut out = std::io::stdout().lock();
     if list.is_empty() {
-        println!("no adapters found");
+        writeln!(out, "no adapters found").context("cannot write to stdout")?;
     }
     for a in list {
         let i = a.get_info();
-        println!(
+        writeln!(
+            out,
             "{} | {:?} | {:?} | driver {} {}",
             i.name, i.backend, i.device_type, i.driver, i.driver_info
-        );
+        )
+        .context("cannot write to stdout")?;
     }
     Ok(())
 }

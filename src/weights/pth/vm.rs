@@ -4,8 +4,8 @@
 //! globals (a dict, a tensor view of a storage, a parameter); persistent ids name storages.
 
 use std::collections::HashMap;
-use std::rc::Rc;
 use std::fmt::Display;
+use std::rc::Rc;
 
 use anyhow::{Result, anyhow, bail};
 
