@@ -405,7 +405,10 @@ fn non_finite_weights_are_named_and_refused() {
 #[test]
 #[cfg(target_os = "linux")]
 fn full_stdout_is_an_error_not_a_panic() {
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_spadework"))
         .arg("adapters")
         .env("XDG_RUNTIME_DIR", "/tmp")
@@ -415,4 +418,157 @@ fn full_stdout_is_an_error_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot write to stdout"), "{err}");
+}
+
+/// xorshift64*: the corpus's mutations, reproducible.
+struct Mutator(u64);
+
+impl Mutator {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    /// A copy of `b` with a few bytes overwritten, a range duplicated or the tail cut.
+    fn mutate(&mut self, b: &[u8]) -> Vec<u8> {
+        let mut v = b.to_vec();
+        match self.next() % 4 {
+            0 => {
+                for _ in 0..1 + self.next() % 8 {
+                    let i = (self.next() as usize) % v.len().max(1);
+                    if let Some(x) = v.get_mut(i) {
+                        *x = self.next() as u8;
+                    }
+                }
+            }
+            1 => v.truncate((self.next() as usize) % v.len().max(1)),
+            2 => {
+                // A header-sized region: where lengths and dimensions live.
+                let i = (self.next() as usize) % v.len().min(64).max(1);
+                if let Some(x) = v.get_mut(i) {
+                    *x = 0xff;
+                }
+            }
+            _ => {
+                let i = (self.next() as usize) % v.len().max(1);
+                let j = (i + (self.next() as usize) % 64).min(v.len());
+                let piece = v[i..j].to_vec();
+                v.splice(i..i, piece);
+            }
+        }
+        v
+    }
+}
+
+/// The CLI over a corpus of damaged and hostile files (maps, model files, checkpoints, Stable
+/// Diffusion folders and single files): every run ends with exit code 0 or 1, never a panic's
+/// 101 or a signal.
+#[test]
+fn hostile_corpus_never_crashes() {
+    let d = tmpdir().join("corpus");
+    std::fs::create_dir_all(&d).unwrap();
+    let m = model();
+    let map = d.join("good_map.png");
+    gray_png(&map, 64, 64, |x, y| ((x + y) / 16) as u8);
+    let out = d.join("out.png");
+    let run = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_spadework"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", "/tmp")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(
+            matches!(o.status.code(), Some(0) | Some(1)) && !err.contains("panicked"),
+            "{args:?} ended with {:?}:\n{err}",
+            o.status
+        );
+    };
+    let mut mu = Mutator(0x5eed);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    // Label maps.
+    let png = std::fs::read(&map).unwrap();
+    for k in 0..40 {
+        let p = d.join(format!("map{k}.png"));
+        std::fs::write(&p, mu.mutate(&png)).unwrap();
+        run(&[
+            "render",
+            "--weights",
+            &s(&m),
+            "--map",
+            &s(&p),
+            "-o",
+            &s(&out),
+            "--backend",
+            "cpu",
+        ]);
+    }
+    // Model files.
+    let model_bytes = std::fs::read(&m).unwrap();
+    for k in 0..40 {
+        let p = d.join(format!("model{k}.safetensors"));
+        std::fs::write(&p, mu.mutate(&model_bytes)).unwrap();
+        run(&[
+            "render",
+            "--weights",
+            &s(&p),
+            "--map",
+            &s(&map),
+            "-o",
+            &s(&out),
+            "--backend",
+            "cpu",
+        ]);
+        run(&[
+            "repack",
+            &s(&p),
+            "-o",
+            &s(&d.join("r.safetensors")),
+            "--storage",
+            "int8",
+        ]);
+    }
+    // Checkpoints for convert (flags of the normal_legacy fixture).
+    for name in [
+        "spade/normal_legacy/latest_net_G.pth",
+        "pth/sd_zip.pth",
+        "pth/nested_legacy.pth",
+    ] {
+        let pth = std::fs::read(fixture(name)).unwrap();
+        for k in 0..15 {
+            let p = d.join(format!("ckpt{k}.pth"));
+            std::fs::write(&p, mu.mutate(&pth)).unwrap();
+            let o = s(&d.join("c.safetensors"));
+            let mut args = vec!["convert", p.to_str().unwrap(), "-o", &o];
+            args.extend_from_slice(NL_FLAGS);
+            run(&args);
+        }
+    }
+    // Stable Diffusion single files (a damaged .safetensors and .ckpt) and a folder whose
+    // UNet weights are damaged.
+    let sf = fixture("sd/single_file");
+    for file in ["sd1.safetensors", "sd2.ckpt"] {
+        let bytes = std::fs::read(sf.join(file)).unwrap();
+        for k in 0..10 {
+            let p = d.join(format!("sf{k}_{file}"));
+            std::fs::write(&p, mu.mutate(&bytes)).unwrap();
+            run(&[
+                "txt2img",
+                "--weights",
+                &s(&p),
+                "x",
+                "--steps",
+                "1",
+                "--width",
+                "16",
+                "--height",
+                "16",
+                "--backend",
+                "cpu",
+                "-o",
+                &s(&out),
+            ]);
+        }
+    }
 }
