@@ -198,6 +198,11 @@ impl WeightStore {
         Ok(())
     }
 
+    /// Safetensors bytes held in memory (a fuzzer's input, a download).
+    pub fn from_bytes(bytes: Vec<u8>, source: &str) -> Result<WeightStore> {
+        Self::from_backing(Backing::Owned(bytes), source)
+    }
+
     /// Safetensors bytes compiled into the binary.
     pub fn from_static(bytes: &'static [u8], source: &str) -> Result<WeightStore> {
         Self::from_backing(Backing::Static(bytes), source)

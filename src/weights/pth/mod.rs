@@ -164,7 +164,16 @@ pub fn load_pth_with(path: &Path, objects: Objects) -> Result<Vec<(String, RawTe
 
 /// Like [`load_pth`] on the bytes of a file; `what` names the file in errors.
 pub fn load_pth_bytes(bytes: &[u8], what: &str) -> Result<Vec<(String, RawTensor)>> {
-    load_any(bytes, Objects::Refuse).map_err(|e| anyhow!("{what}: {e:#}"))
+    load_pth_bytes_with(bytes, what, Objects::Refuse)
+}
+
+/// [`load_pth_bytes`] with [`load_pth_with`]'s handling of other objects.
+pub fn load_pth_bytes_with(
+    bytes: &[u8],
+    what: &str,
+    objects: Objects,
+) -> Result<Vec<(String, RawTensor)>> {
+    load_any(bytes, objects).map_err(|e| anyhow!("{what}: {e:#}"))
 }
 
 fn load_any(bytes: &[u8], objects: Objects) -> Result<Vec<(String, RawTensor)>> {
