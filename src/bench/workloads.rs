@@ -4,6 +4,7 @@
 //! against f32 weights.
 use crate::backend::{Device, WeightStorage};
 use crate::models::spade::input::PreparedMap;
+use crate::models::vae::Tiling;
 use crate::models::{
     AutoencoderKL, AutoencoderKLConfig, ClipTextConfig, ClipTextEncoder, SpadeConfig,
     UNet2DConditionConfig, UNet2DConditionModel,
@@ -13,7 +14,7 @@ use crate::pipelines::spade::SpadePipeline;
 use crate::rng::Rng;
 use crate::tensor::Tensor;
 use crate::weights::vars::Vars;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::sync::Arc;
 
 /// One benchmark: a name and how to build it. Workloads are built one at a time, just before they
@@ -437,6 +438,25 @@ pub(super) fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
             let z = Tensor::from_vec(d, &[1, 4, 64, 64], rand(4 * 64 * 64, 13))?;
             let flop = vae.decode_flops(64, 64);
             Ok(Ready::new(flop, move || vae.decode(&z).map(drop)))
+        }));
+        // The same VAE at 1024² in diffusers' tiles (512² tiles overlapping by a quarter): the
+        // RSS column is what a large image costs with tiling.
+        v.push(Work::new("VAE SD decode 1024² tiled", "e2e", move || {
+            let vae = AutoencoderKL::load(&Vars::random(6, d), &AutoencoderKLConfig::sd15())?;
+            let z = Tensor::from_vec(d, &[1, 4, 128, 128], rand(4 * 128 * 128, 14))?;
+            let (tile, _) = vae
+                .tiles_for(128, 128, Tiling::Auto)
+                .context("a 128² latent is tiled")?;
+            // Tiles start every ⌊0.75 · tile⌋ latent pixels; those at the edges are cut.
+            let starts: Vec<usize> = (0..128).step_by(tile * 3 / 4).collect();
+            let flop: f64 = starts
+                .iter()
+                .flat_map(|&i| starts.iter().map(move |&j| (i, j)))
+                .map(|(i, j)| vae.decode_flops(tile.min(128 - i), tile.min(128 - j)))
+                .sum();
+            Ok(Ready::new(flop, move || {
+                vae.decode_with(&z, Tiling::Auto).map(drop)
+            }))
         }));
     }
     if !quick {
