@@ -18,9 +18,10 @@ that process (VmHWM / ru_maxrss: building the random weights, the warm-up and th
 - PyTorch: this script as a child (`--_torch unet|vae`), diffusers' UNet2DConditionModel /
   AutoencoderKL built from the SD 1.5 config with PyTorch's default init, torch.set_num_threads,
   torch.no_grad, diffusers' default attention processor (SDPA);
-- candle: `candle_sd_bench --only unet|vae --runs N` with RAYON_NUM_THREADS (default binary:
+- candle: `candle_sd_bench --only unet|vae --runs N` with RAYON_NUM_THREADS (--candle PATH, default
   $CANDLE_SD_TARGET/release/candle_sd_bench, CANDLE_SD_TARGET defaulting to target/candle_sd_bench;
-  --build-candle builds it there: ~200 crates, 10-15 min on 2 cores); skipped if absent;
+  --build-candle builds it there: ~200 crates, 7-15 min on 2 cores); skipped if absent. A build
+  with `--features avx512` (gemm's AVX-512 kernels) goes in as `--candle-label candle+avx512`;
 - spadework (with --spadework PATH to a release binary): `PATH bench --backend cpu --only NAME
   --runs N --json F` with RAYON_NUM_THREADS (its row's host_rss_mib: reset before the build, so
   also build + warm-up + runs). A workload it has no row for is reported as such.
@@ -112,7 +113,7 @@ def run_side(side: str, which: str, a, env: dict) -> dict:
         if side == "pytorch":
             cmd = [sys.executable, os.path.abspath(__file__), "--_torch", which, "--runs", str(a.runs),
                    "--threads", str(a.threads)]
-        elif side == "candle":
+        elif side == a.candle_label:
             cmd = [a.candle, "--only", which, "--runs", str(a.runs)]
         else:
             out = os.path.join(d, "sw.json")
@@ -153,6 +154,8 @@ def main() -> None:
     ap.add_argument("--only", default="unet,vae", help="workloads: unet, vae")
     ap.add_argument("--spadework", help="a spadework release binary")
     ap.add_argument("--candle", default=os.path.join(CANDLE_TARGET, "release", "candle_sd_bench"))
+    ap.add_argument("--candle-label", default="candle", help="the candle side's name in the table, e.g. "
+                    "candle+avx512 for a build with --features avx512")
     ap.add_argument("--build-candle", action="store_true", help="cargo build tools/candle_sd_bench first")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--json", help="write every run and the summary")
@@ -173,7 +176,7 @@ def main() -> None:
         a.candle = os.path.join(CANDLE_TARGET, "release", "candle_sd_bench")
     sides = [] if a.no_torch else ["pytorch"]
     if os.path.exists(a.candle):
-        sides.append("candle")
+        sides.append(a.candle_label)
     else:
         print(f"note: no candle binary at {a.candle} (--build-candle builds it); skipping candle", file=sys.stderr)
     if a.spadework:
@@ -223,16 +226,16 @@ def main() -> None:
 
     print(f"\nthreads {a.threads}, {a.runs} timed runs + 1 warm-up per process, {a.reps} alternating repetitions; "
           f"{os.cpu_count()} CPUs")
-    print(f"{'workload':<30} {'side':<10} {'median ms':>10} {'min ms':>9} {'peak RSS':>9} {'time/pt':>8} "
+    print(f"{'workload':<30} {'side':<14} {'median ms':>10} {'min ms':>9} {'peak RSS':>9} {'time/pt':>8} "
           f"{'RSS/pt':>7}  {'load avg (1 min)':<16}")
     for s in summary:
         load = f"{s['load'][0]:.1f}–{s['load'][1]:.1f}" if s["load"] else ""
         if "median_ms" not in s:
-            print(f"{s['workload']:<30} {s['side']:<10} {s['status']}")
+            print(f"{s['workload']:<30} {s['side']:<14} {s['status']}")
             continue
         tr = f"{s['time_vs_pytorch']:.2f}×" if "time_vs_pytorch" in s else "—"
         rr = f"{s['rss_vs_pytorch']:.2f}×" if "rss_vs_pytorch" in s else "—"
-        print(f"{s['workload']:<30} {s['side']:<10} {s['median_ms']:>10.0f} {s['min_ms']:>9.0f} "
+        print(f"{s['workload']:<30} {s['side']:<14} {s['median_ms']:>10.0f} {s['min_ms']:>9.0f} "
               f"{s['peak_rss_mib']:>8.0f}M {tr:>8} {rr:>7}  {load:<16}")
     if a.json:
         with open(a.json, "w") as f:

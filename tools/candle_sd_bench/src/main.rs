@@ -15,6 +15,9 @@
 //! process's peak RSS (VmHWM, which includes building the weights: run one workload per
 //! process to keep them apart).
 //!
+//! Build features: `avx512` turns on gemm's AVX-512 microkernels (candle-core's default gemm uses
+//! the AVX2+FMA ones on every x86-64 CPU); `mkl` is candle's MKL matmul (its build downloads MKL).
+//!
 //! Threads: candle's matmul (gemm) and its conv/elementwise loops use rayon with
 //! `RAYON_NUM_THREADS` (`CANDLE_NUM_THREADS` overrides it for candle's barrier pool); the
 //! default is the number of physical cores.
@@ -185,11 +188,12 @@ fn main() -> Result<()> {
         let times_s: Vec<String> = times.iter().map(|t| format!("{t:.1}")).collect();
         println!(
             "{{\"impl\": \"candle\", \"candle\": \"0.11.1\", \"workload\": \"{name}\", \"device\": \"cpu\", \
-             \"dtype\": \"f32\", \"threads\": {threads}, \"pool\": {pool}, \"mkl\": {}, \"params\": {params}, \
+             \"dtype\": \"f32\", \"threads\": {threads}, \"pool\": {pool}, \"mkl\": {}, \"gemm_avx512\": {}, \"params\": {params}, \
              \"out_shape\": {shape:?}, \"build_s\": {build_s:.1}, \"warmup_ms\": {warm_ms:.1}, \"runs\": {runs}, \
              \"times_ms\": [{}], \"median_ms\": {median:.1}, \"min_ms\": {min:.1}, \
              \"resident_after_build_mib\": {rss_built:.0}, \"peak_rss_mib\": {:.0}}}",
             candle_core::utils::has_mkl(),
+            cfg!(feature = "avx512"),
             times_s.join(", "),
             status_mib("VmHWM")
         );
