@@ -584,6 +584,41 @@ fn cli_txt2img_runs_a_single_file_checkpoint() {
         assert!(diff <= 1e-3, "{backend}: max |Δ| = {diff:e}");
         assert!(stderr(&o).contains("DDIMScheduler"), "{}", stderr(&o));
     }
+    // --prediction-type overrides the inferred v-prediction: another image.
+    let o = spadework()
+        .arg("txt2img")
+        .arg("--weights")
+        .arg(dir.join(e["file"].as_str().unwrap()))
+        .arg(e["prompt"].as_str().unwrap())
+        .args(["--negative-prompt", e["negative_prompt"].as_str().unwrap()])
+        .args([
+            "--steps",
+            &e["steps"].to_string(),
+            "--prediction-type",
+            "epsilon",
+        ])
+        .args([
+            "--width",
+            &e["width"].to_string(),
+            "--height",
+            &e["height"].to_string(),
+        ])
+        .arg("--latents")
+        .arg(dir.join("sd2_latents.npy"))
+        .args([
+            "--backend",
+            "cpu",
+            "-o",
+            png.to_str().unwrap(),
+            "--raw",
+            raw.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, got) = npy::read_f32(&raw).unwrap();
+    let (_, want) = npy::read_f32(&dir.join("sd2_image.npy")).unwrap();
+    assert!(common::max_abs_diff(&got, &want) > 1e-2);
 }
 
 /// diffusers' `StableDiffusionInpaintPipeline`: fixture `sd1` with its 4-channel UNet (the

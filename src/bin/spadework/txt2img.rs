@@ -64,6 +64,10 @@ pub struct Txt2ImgArgs {
     /// sample_size) or a tile side in latent pixels. Bounds the VAE's memory for large images.
     #[arg(long, num_args = 0..=1, default_missing_value = "auto")]
     pub vae_tiling: Option<String>,
+    /// Override what the UNet predicts (the scheduler config's `prediction_type`): e.g. an SD 2.x
+    /// `512-base` single file, which shapes cannot tell from the 768 v-prediction model.
+    #[arg(long, value_parser = ["epsilon", "v_prediction", "sample"])]
+    pub prediction_type: Option<String>,
     /// Weight file variant (e.g. fp16: diffusion_pytorch_model.fp16.safetensors).
     #[arg(long)]
     pub variant: Option<String>,
@@ -100,12 +104,15 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
     let t0 = Instant::now();
     let device = a.device.select()?;
     eprintln!("using {}", device.describe());
-    let pipe = StableDiffusionPipeline::open(
+    let mut pipe = StableDiffusionPipeline::open(
         &a.weights,
         &device,
         a.device.gpu_weights,
         a.variant.as_deref(),
     )?;
+    if let Some(p) = &a.prediction_type {
+        pipe.scheduler_config.prediction_type = p.clone();
+    }
     let t_load = t0.elapsed();
     let init = a.init_image.as_ref().map(|p| read_image(p)).transpose()?;
     let size = pipe.default_size();
