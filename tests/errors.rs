@@ -572,3 +572,20 @@ fn hostile_corpus_never_crashes() {
         }
     }
 }
+
+/// A checkpoint where a safetensors file is expected, and the other way round, are named.
+#[test]
+fn wrong_file_kinds_are_named() {
+    let m = model();
+    let d = tmpdir();
+    let map = d.join("kinds_map.png");
+    gray_png(&map, 64, 64, |_, _| 1);
+    let pth = fixture("spade/normal_legacy/latest_net_G.pth");
+    let e = render(&pth, &map, &[]);
+    assert!(e.contains("this is a PyTorch checkpoint"), "{e}");
+    let out = d.join("kinds.safetensors");
+    let mut args = vec!["convert", m.to_str().unwrap(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(NL_FLAGS);
+    let e = fails(&args);
+    assert!(e.contains("this is a safetensors file"), "{e}");
+}

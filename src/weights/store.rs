@@ -211,6 +211,13 @@ impl WeightStore {
     /// Parses the header; tensors stay where they are until [`Self::get`] decodes them.
     fn from_backing(backing: Backing, source: &str) -> Result<WeightStore> {
         let bytes = backing.bytes();
+        if bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80) {
+            bail!(
+                "{source}: this is a PyTorch checkpoint (.pth/.ckpt), not a safetensors file; \
+                 an NVlabs SPADE checkpoint converts with `spadework convert`, a Stable \
+                 Diffusion .ckpt loads with `spadework txt2img --weights`"
+            );
+        }
         let st = SafeTensors::deserialize(bytes)
             .map_err(|e| anyhow!("{source}: not a valid safetensors file: {e}"))?;
         let (_, meta) = SafeTensors::read_metadata(bytes)

@@ -180,6 +180,16 @@ fn load_any(bytes: &[u8], objects: Objects) -> Result<Vec<(String, RawTensor)>> 
     if bytes.is_empty() {
         bail!("file is empty");
     }
+    // safetensors: an 8-byte little-endian header length, then the JSON header.
+    if bytes.len() > 9 && bytes[8] == b'{' {
+        let n = u64::from_le_bytes(arr(&bytes[..8]));
+        if n <= bytes.len() as u64 - 8 {
+            bail!(
+                "this is a safetensors file, not a PyTorch checkpoint (a model file spadework \
+                 already reads: pass it to --weights)"
+            );
+        }
+    }
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         return load_zip(bytes, objects);
     }
