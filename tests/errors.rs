@@ -589,3 +589,27 @@ fn wrong_file_kinds_are_named() {
     let e = fails(&args);
     assert!(e.contains("this is a safetensors file"), "{e}");
 }
+
+/// A map with thousands of ids the built-in model does not know gets a short error: the most
+/// frequent few and how many more.
+#[test]
+fn many_unknown_ids_give_a_short_error() {
+    let map = tmpdir().join("many_ids.png");
+    image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(64, 64, |x, y| {
+        image::Luma([1000 + (y * 64 + x) as u16])
+    })
+    .save(&map)
+    .unwrap();
+    let out = tmpdir().join("many.png");
+    let e = fails(&[
+        "render",
+        "--map",
+        map.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(e.contains("and 4084 more"), "{e}");
+    assert!(e.len() < 2000, "{} bytes: {e}", e.len());
+}

@@ -207,10 +207,17 @@ pub fn remap_class_ids(
         }
     }
     if !unknown.is_empty() {
-        let ids: Vec<String> = unknown
+        // The most frequent first, at most 12 named (a map can hold thousands of ids).
+        let mut by_count: Vec<(&u32, &usize)> = unknown.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let mut ids: Vec<String> = by_count
             .iter()
+            .take(12)
             .map(|(id, n)| format!("{id} ({n} px)"))
             .collect();
+        if by_count.len() > 12 {
+            ids.push(format!("and {} more", by_count.len() - 12));
+        }
         if fallback.is_none() {
             bail!(
                 "{map_name}: label id(s) {} are not classes of this model; its classes are: {} (use --unknown-as <class> to remap)",
@@ -228,11 +235,19 @@ pub fn remap_class_ids(
 }
 
 fn class_list(cfg: &SpadeConfig) -> String {
-    cfg.classes
+    let mut v: Vec<String> = cfg
+        .classes
         .iter()
+        .take(40)
         .map(|c| format!("{} {}", c.id, c.name))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    if cfg.classes.len() > 40 {
+        v.push(format!(
+            "… ({} in all; see the model's class table)",
+            cfg.classes.len()
+        ));
+    }
+    v.join(", ")
 }
 
 impl PreparedMap {
