@@ -317,7 +317,8 @@ def main(argv=None) -> None:
     ap.add_argument("--fd-stride", type=int, default=4)
     ap.add_argument("--json")
     ap.add_argument("--gen-dir", help="keep generated PNGs here (one sub-directory per model)")
-    ap.add_argument("--reuse", action="store_true", help="reuse PNGs in --gen-dir")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the PNGs in --gen-dir/<name> (same model assumed)")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--render-threads", type=int)
     ap.add_argument("--threads", type=int, default=2)
@@ -384,9 +385,16 @@ def main(argv=None) -> None:
                 shutil.rmtree(gd, ignore_errors=True)
             info = dict(weights=path, bin=a.bin, z="spadework --seed = map seed")
         else:
-            gens, info = render_torch(path, gt, seeds, a.batch_gen)
+            d = os.path.join(a.gen_dir, name) if a.gen_dir else None
+            pngs = [os.path.join(d, f"{s}_gen.png") for s in seeds] if d else []
+            if a.reuse and pngs and all(os.path.exists(p) for p in pngs):
+                from PIL import Image
+                gens = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in pngs])
+                info = dict(reused=d)
+            else:
+                gens, info = render_torch(path, gt, seeds, a.batch_gen)
             info["z"] = "torch.Generator().manual_seed(map seed)"
-            if a.gen_dir:
+            if a.gen_dir and not info.get("reused"):
                 from PIL import Image
                 d = os.path.join(a.gen_dir, name)
                 os.makedirs(d, exist_ok=True)

@@ -529,7 +529,7 @@ def load_safetensors_np(path: str) -> tuple[dict, dict]:
         if k + ".q8_scale" in raw:
             sc = raw[k + ".q8_scale"].astype(np.float32)
             v = v.astype(np.float32) * sc.reshape((-1,) + (1,) * (v.ndim - 1))
-        out[k] = np.ascontiguousarray(v, dtype=np.float32)
+        out[k] = np.array(v, dtype=np.float32)  # an own, writable copy
     return out, meta
 
 
