@@ -4,6 +4,7 @@
     python3 tools/quality_landscape.py --segnet /work/landscape_runs/segnet/segnet.pt \\
         --weights assets/landscape.safetensors new.safetensors --json quality.json
     python3 tools/quality_landscape.py --segnet ... --ckpt /work/landscape_runs/oasis128   # PyTorch
+    python3 tools/quality_landscape.py --self-test     # the figures on synthetic images
 
 For ``--n`` (200) held-out maps, seeds ``--seed0`` (1,000,000) ... at ``--size`` (128) — seen by
 neither the generator (training seeds < 1,000,000) nor the segmenter (seeds >= 2,000,000) — every
@@ -234,6 +235,33 @@ def frechet(x: np.ndarray, y: np.ndarray) -> float:
     return float(((mx - my) ** 2).sum() + np.trace(cx) + np.trace(cy) - 2 * tr)
 
 
+def self_test() -> None:
+    """The figures on synthetic images: one region, a vertical sky-like gradient with pixel noise
+    as the "render"; the same gradient smooth, with 4-px vertical stripes, and blurred."""
+    rng = np.random.default_rng(0)
+    n, h = 8, 64
+    gt = np.zeros((n, h, h), np.uint8)
+    grad = np.linspace(60, 200, h)[None, :, None, None] * np.ones((n, h, h, 3))
+    render = np.clip(grad + rng.normal(0, 8, grad.shape), 0, 255).round()
+    stripes = grad + 10 * (((np.arange(h) // 2) % 2) * 2 - 1)[None, None, :, None]
+    blur = render.copy()
+    blur[:, 1:-1, 1:-1] = (render[:, :-2, 1:-1] + render[:, 2:, 1:-1] + render[:, 1:-1, :-2]
+                           + render[:, 1:-1, 2:] + render[:, 1:-1, 1:-1]) / 5
+    m = eroded_masks(gt, 1, 0)
+    rb, rd = banding(render, m, 16), detail(render, m)["mean"]
+    for name, im in (("smooth", grad), ("stripes", stripes), ("blur", blur)):
+        b = banding(im, m, 16)
+        print(f"{name:8s} banding rows {band_value(b, ('rows',)) / band_value(rb, ('rows',)):.2f}x "
+              f"cols {band_value(b, ('cols',)) / band_value(rb, ('cols',)):.2f}x  detail "
+              f"{detail(im, m)['mean'] / rd:.2f}x")
+    b = banding(stripes, m, 16)
+    assert band_value(banding(grad, m, 16)) < 1e-9
+    assert band_value(b, ("cols",)) / band_value(rb, ("cols",)) > 5
+    assert band_value(b, ("rows",)) < 1e-9
+    assert detail(blur, m)["mean"] < rd
+    print("self-test ok")
+
+
 # ------------------------------------------------------------------------------------------
 # Main
 # ------------------------------------------------------------------------------------------
@@ -324,8 +352,11 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--batch-gen", type=int, default=8)
+    ap.add_argument("--self-test", action="store_true", help="check the figures on synthetic images")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.self_test:
+        return self_test()
     models = [("w", p) for p in a.weights] + [("c", p) for p in a.ckpt]
     if not models:
         ap.error("give --weights and/or --ckpt")
