@@ -35,6 +35,8 @@ Figures (each also for the procedural renders themselves where it makes sense):
   These settings (whole regions, runs >= 16) reproduce the issue's figures for the shipped
   model (1.6x, sky 1.8x). Region edges count, so a soft or misplaced edge adds to it;
   *interior* repeats it on regions eroded by ``--erode`` 2 px (edges and halos excluded).
+  Uncorrelated pixel noise adds to it too (about sigma * sqrt(6 / n) per profile point over n
+  pixels; images of pure uniform noise score ~6.7x), so read it together with detail.
 * **detail ratio**: mean |Laplacian| (4-neighbour, luminance 0-255, interior pixels) of the
   generated images / the renders'; also per class (over the eroded regions) in the JSON.
 * **FD-seg** (an offline stand-in for FID): Fréchet distance between the generated and the
