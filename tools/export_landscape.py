@@ -72,6 +72,8 @@ def main(argv=None) -> None:
     p.add_argument("--work", default="/work/landscape_run")
     p.add_argument("--ckpt", help="checkpoint file (default: the newest in --work)")
     p.add_argument("--out", help="output directory (default <work>/export)")
+    p.add_argument("--raw-g", action="store_true",
+                   help="export the trained G even when the checkpoint has an EMA copy (G_ema)")
     p.add_argument("--half", action="store_true", help="future: f16 weights (see docstring)")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
@@ -93,7 +95,9 @@ def main(argv=None) -> None:
 
     # --- the in-checkpoint generator / encoder (reference for the checks) -------------------
     G = sr.build_generator(opt)
-    G.load_state_dict(ck["G"], strict=True)
+    use_ema = ck.get("G_ema") is not None and not a.raw_g
+    G.load_state_dict(ck["G_ema"] if use_ema else ck["G"], strict=True)
+    print(f"generator: {'the EMA of G (--ema run)' if use_ema else 'G'}")
     G.eval()
     sd_g = clean_sd(G.state_dict())
     want = sr.expected_keys(opt)
@@ -121,7 +125,8 @@ def main(argv=None) -> None:
     with open(os.path.join(out, "options.json"), "w") as f:
         json.dump({"g_options": dataclasses.asdict(opt), "encoder_crop_size": e_opt.crop_size,
                    "arch": arch, "step": ck["step"], "train_seconds": ck.get("train_seconds"),
-                   "hparams": ck.get("hparams"), "checkpoint": os.path.abspath(ck["_path"])},
+                   "hparams": ck.get("hparams"), "checkpoint": os.path.abspath(ck["_path"]),
+                   "generator": "G_ema" if use_ema else "G"},
                   f, indent=1)
 
     # --- verification: strict reload into fresh spade_reference modules ----------------------

@@ -52,6 +52,44 @@ KL(mu, logvar) summed, weight ``--lambda-kld`` 0.05 (VAE); TTUR Adam betas (0, 0
   the BN running stats are then updated once per step instead of twice.
 * Order per step: G(+E) update, then D update (as NVlabs' trainer).
 
+OASIS discriminator, warm start, EMA (options; the defaults above are unchanged)
+----------------------------------------------------------------------------
+For the banding / blur / weak-class problems of the shipped model (issue 16):
+
+* ``--d oasis`` (architecture key ``d``, default ``patch``): the discriminator of OASIS
+  (Sushko, Schönfeld et al., "You Only Need Adversarial Supervision for Semantic Image
+  Synthesis", ICLR 2021), ``OasisDiscriminator``: a U-Net with spectral-norm residual blocks
+  that segments the image alone into K + 1 classes (0 = fake). D loss: class-balanced
+  cross-entropy on real images (target = class + 1, per-pixel weight N*H*W / (classes present
+  * pixels of the class) over the batch) + plain cross-entropy to "fake" on generated images;
+  G loss: the class-balanced cross-entropy of D(fake) against the map's classes. So every pixel
+  of the fake gets a per-class "does this look like flower / rock / path" signal instead of
+  a patch real/fake score; the PatchGAN's feature matching (``--lambda-feat``) does not apply.
+  LabelMix (``--lambda-labelmix`` 10): D also sees a real/fake mix cut along the map's class
+  regions, and its output there must equal the same mix of its outputs on real and fake (MSE).
+  ``--ndf`` defaults to 32 for this D (0.74 M parameters at 128^2).
+* ``--l1-pool N``: the L1 term on ``avg_pool(N)`` of fake and real. Per-pixel L1 (N = 1, the
+  default) regresses unpredictable texture to its mean, i.e. blur; at N = 8 it only ties
+  colour, light and layout at 16x16 to the style image (which keeps the VAE encoder useful)
+  and leaves texture to the discriminator.
+* ``--ema D``: an exponential moving average of G's weights (decay D, e.g. 0.999; BN running
+  stats and spectral-norm vectors copied from G), as OASIS evaluates; stored as ``G_ema`` in the
+  checkpoints, drawn in the sample grids and exported by export_landscape.py (``--raw-g`` for G).
+* ``--init-from FILE.safetensors``: start G and E from a converted model (int8 dequantised;
+  spectral norm: ``weight_orig`` = the folded weight, u/v converged, whose top singular values
+  are 1.000-1.002 so the function is kept), only when ``--work`` has no checkpoint; D is fresh.
+  ``--d-warmup N``: the first N steps train only D (G frozen), so a fresh D has learnt to
+  segment before its gradients reach a trained G.
+
+The run started from the shipped model (resume it with the same command; ``--steps`` is the
+total, ``--max-minutes`` per invocation)::
+
+    nohup nice -n 19 python3 tools/train_landscape.py --work /work/landscape_runs/oasis128 \
+        --d oasis --init-from assets/landscape.safetensors --d-warmup 300 --ema 0.999 \
+        --l1-pool 8 --steps 6000 --max-minutes 140 > /work/landscape_runs/oasis128/run.log 2>&1 &
+
+(``--init-from`` is ignored once the run directory holds a checkpoint.)
+
 Throughput and defaults (measured, 2 CPU cores shared with other jobs, torch 2.15, 2 threads)
 ---------------------------------------------------------------------------------------------
 ``--bench 10`` (10 steps after 2 warm-up steps, stand-in data), size 128, ngf 32, ndf 64,
@@ -116,8 +154,9 @@ import spade_reference as sr  # noqa: E402
 EVAL_SEED0 = 1_000_000  # seeds >= this are held out
 Z_DIM = 256  # NVlabs ConvEncoder output width is hard-coded to 256
 NORM_G = "spectralspadesyncbatch3x3"
-DEFAULTS = dict(size=128, ngf=32, ndf=64, num_d=2, use_vae=True, n_train=4000)
-ARCH_KEYS = ("size", "ngf", "ndf", "num_d", "n_layers_d", "use_vae", "n_train")
+DEFAULTS = dict(size=128, ngf=32, ndf=None, num_d=2, use_vae=True, n_train=4000, d="patch")
+NDF_DEFAULT = {"patch": 64, "oasis": 32}
+ARCH_KEYS = ("size", "ngf", "ndf", "num_d", "n_layers_d", "use_vae", "n_train", "d")
 
 
 # ------------------------------------------------------------------------------------------
@@ -283,6 +322,87 @@ class MultiscaleDiscriminator(nn.Module):
         return res
 
 
+class OasisResBlockD(nn.Module):
+    """OASIS ``residual_block_D`` (spectral norm, LeakyReLU 0.2, no normalisation).
+    ``updown`` -1: conv then 2x2 average pool (shortcut: conv_s then pool); +1: nearest 2x up
+    then conv (shortcut: up then conv_s); ``first``: no activation before conv1 and the
+    shortcut pools before its 1x1 conv, as in the OASIS code."""
+
+    def __init__(self, fin: int, fout: int, updown: int, first: bool = False):
+        super().__init__()
+        sn = nn.utils.spectral_norm
+        self.updown, self.first = updown, first
+        act = [] if first else [nn.LeakyReLU(0.2, False)]
+        up = [nn.Upsample(scale_factor=2)] if updown > 0 and not first else []
+        self.conv1 = nn.Sequential(*act, *up, sn(nn.Conv2d(fin, fout, 3, 1, 1)))
+        self.conv2 = nn.Sequential(nn.LeakyReLU(0.2, False), sn(nn.Conv2d(fout, fout, 3, 1, 1)))
+        self.conv_s = sn(nn.Conv2d(fin, fout, 1, 1, 0)) if fin != fout else None
+
+    def _sample(self, x):
+        if self.updown > 0:
+            return F.interpolate(x, scale_factor=2, mode="nearest")
+        return F.avg_pool2d(x, 2) if self.updown < 0 else x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x
+        if self.first:
+            if self.updown < 0:
+                s = self._sample(s)
+            if self.conv_s is not None:
+                s = self.conv_s(s)
+        else:
+            if self.updown > 0:
+                s = self._sample(s)
+            if self.conv_s is not None:
+                s = self.conv_s(s)
+            if self.updown < 0:
+                s = self._sample(s)
+        dx = self.conv2(self.conv1(x))
+        if self.updown < 0:
+            dx = self._sample(dx)
+        return s + dx
+
+
+class OasisDiscriminator(nn.Module):
+    """The OASIS discriminator (Schönfeld, Sushko et al., "You Only Need Adversarial Supervision
+    for Semantic Image Synthesis", ICLR 2021): a U-Net segmenter of the image alone (no label
+    input) into K + 1 classes, channel 0 = "fake", channel c + 1 = semantic class c. OASIS uses
+    6 down and 6 up residual blocks at 256 with widths [128, 128, 256, 256, 512, 512]; here the
+    number of blocks is log2(size / 4) (5 at 128, the bottleneck is 4x4 as in OASIS) and the
+    widths are ``ndf`` x [1, 1, 2, 2, 4, 4, 8]. At 128^2 and ndf 32: 0.74 M parameters and
+    1.04 G MAC per image, the PatchGAN's cost (1.06 G MAC; netG 15.4 G MAC); its D step sees
+    three images per map (fake, real, LabelMix) instead of two. Returns ``[[logits]]`` so the PatchGAN helpers' list-of-lists shape holds.
+
+    Init: torch's default (Kaiming-uniform), not NVlabs/OASIS xavier(0.02), and spectral norm's
+    u/v converged before the first step (``converge_sn``). With the tiny xavier weights, Adam's
+    first update (beta1 0: about lr per weight, all in the gradient's sign) changes every conv
+    by ~30 % of its size; through ~20 SN convs in series the logits blew up to ~1e3 in step 2
+    and the D then sat at uniform outputs (loss ln(K+1)) for tens of steps (measured)."""
+
+    def __init__(self, k: int, ndf: int, size: int):
+        super().__init__()
+        nb = int(round(np.log2(size / 4)))
+        ch = [3] + [ndf * m for m in (1, 1, 2, 2, 4, 4, 8, 8)][:nb]
+        self.body_down = nn.ModuleList([OasisResBlockD(ch[i], ch[i + 1], -1, first=(i == 0))
+                                        for i in range(nb)])
+        up = [OasisResBlockD(ch[-1], ch[-2], 1)]
+        for i in range(1, nb - 1):
+            up.append(OasisResBlockD(2 * ch[-1 - i], ch[-2 - i], 1))
+        up.append(OasisResBlockD(2 * ch[1], ndf, 1))
+        self.body_up = nn.ModuleList(up)
+        self.layer_up_last = nn.Conv2d(ndf, k + 1, 1, 1, 0)
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        res = []
+        for b in self.body_down:
+            x = b(x)
+            res.append(x)
+        x = self.body_up[0](x)
+        for i in range(1, len(self.body_down)):
+            x = self.body_up[i](torch.cat((res[-i - 1], x), 1))
+        return [[self.layer_up_last(x)]]
+
+
 @torch.no_grad()
 def init_weights(net: nn.Module, gain: float = 0.02) -> None:
     """NVlabs init_weights('xavier', 0.02). For spectral-norm convs NVlabs writes through
@@ -302,15 +422,38 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> None:
                 nn.init.constant_(m.bias, 0.0)
 
 
+@torch.no_grad()
+def converge_sn(net: nn.Module, iters: int = 30) -> None:
+    """Run spectral-norm power iterations to convergence on every SN layer of ``net``. torch
+    starts u/v at random and does one iteration per training forward, so a fresh layer's sigma
+    is underestimated; harmless for NVlabs' 2-conv PatchGAN, but through the ~20 SN convs in
+    series of the OASIS D the overestimated gains multiply and the logits explode in the first
+    steps."""
+    for m in net.modules():
+        if hasattr(m, "weight_orig") and hasattr(m, "weight_u"):
+            w = m.weight_orig.reshape(m.weight_orig.shape[0], -1)
+            u, v = m.weight_u, m.weight_v
+            for _ in range(iters):
+                v.copy_(F.normalize(w.t() @ u, dim=0, eps=1e-12))
+                u.copy_(F.normalize(w @ v, dim=0, eps=1e-12))
+
+
 def build_models(arch: dict, k: int):
     opt = g_options(arch["size"], arch["ngf"], arch["use_vae"], k)
     G = sr.SPADEGenerator(opt)
-    D = MultiscaleDiscriminator(k + 3, arch["ndf"], arch["n_layers_d"], arch["num_d"])
+    if arch.get("d", "patch") == "oasis":
+        D = OasisDiscriminator(k, arch["ndf"], arch["size"])
+    else:
+        D = MultiscaleDiscriminator(k + 3, arch["ndf"], arch["n_layers_d"], arch["num_d"])
     E = sr.ConvEncoder(e_options(opt)) if arch["use_vae"] else None
+    oasis = arch.get("d", "patch") == "oasis"
     for net in (G, D, E):
         if net is not None:
-            init_weights(net)
+            if not (oasis and net is D):
+                init_weights(net)
             net.train()
+    if oasis:  # torch's default init: see OasisDiscriminator
+        converge_sn(D)
     return opt, G, D, E
 
 
@@ -339,6 +482,80 @@ def feat_match(fake: list[list[torch.Tensor]], real: list[list[torch.Tensor]], w
     return loss
 
 
+def class_balance(seg: torch.Tensor) -> torch.Tensor:
+    """OASIS class balancing: per-pixel weight N*H*W / (classes present * pixels of its class),
+    computed over the batch; N x H x W."""
+    occ = seg.sum((0, 2, 3))
+    present = (occ > 0).sum()
+    coef = seg[:, 0].numel() / (present * occ.clamp(min=1))
+    return coef[seg.argmax(1)]
+
+
+def oasis_loss(logits: torch.Tensor, seg: torch.Tensor, for_real: bool) -> torch.Tensor:
+    """OASIS (N+1)-class loss. ``for_real``: target = class + 1, class-balanced (the D loss on
+    real images and the G loss on fakes); else target = 0 ("fake"), unweighted."""
+    lab = seg.argmax(1)
+    if for_real:
+        return (F.cross_entropy(logits, lab + 1, reduction="none") * class_balance(seg)).mean()
+    return F.cross_entropy(logits, torch.zeros_like(lab))
+
+
+def labelmix_mask(seg: torch.Tensor, gen: Optional[torch.Generator] = None) -> torch.Tensor:
+    """OASIS LabelMix: every class of every image is taken from the real (1) or the fake (0)
+    image at random. N x 1 x H x W float."""
+    coin = torch.randint(0, 2, (seg.shape[0], seg.shape[1]), generator=gen).float()
+    return (seg * coin[:, :, None, None]).sum(1, keepdim=True)
+
+
+def load_safetensors_np(path: str) -> tuple[dict, dict]:
+    """-> ({name: float32 ndarray}, metadata), int8 tensors dequantised with their
+    ``.q8_scale`` (per output channel), as ``spadework repack --storage int8`` writes them."""
+    import struct
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+        buf = f.read()
+    meta = hdr.pop("__metadata__", {}) or {}
+    dt = {"F32": np.float32, "I8": np.int8, "F16": np.float16, "BF16": None}
+    raw = {}
+    for k, v in hdr.items():
+        if dt.get(v["dtype"]) is None:
+            raise SystemExit(f"{path}: {k} has unsupported dtype {v['dtype']}")
+        b0, b1 = v["data_offsets"]
+        raw[k] = np.frombuffer(buf[b0:b1], dt[v["dtype"]]).reshape(v["shape"])
+    out = {}
+    for k, v in raw.items():
+        if k.endswith(".q8_scale"):
+            continue
+        if k + ".q8_scale" in raw:
+            sc = raw[k + ".q8_scale"].astype(np.float32)
+            v = v.astype(np.float32) * sc.reshape((-1,) + (1,) * (v.ndim - 1))
+        out[k] = np.array(v, dtype=np.float32)  # an own, writable copy
+    return out, meta
+
+
+@torch.no_grad()
+def load_folded(net: nn.Module, weights: dict, prefix: str = "") -> list[str]:
+    """Load a converted model's weights (spectral norm folded: ``W / sigma``) into a module
+    with spectral-norm layers: ``weight_orig`` = the folded weight and ``u``/``v`` converged by
+    power iteration, so the module's effective weight is ``W / sigma_max(W)`` (equal to the
+    folded weight when its top singular value is 1, as folding makes it). -> missing keys."""
+    missing = []
+    sd = net.state_dict()
+    for k in sd:
+        if k.endswith((".weight_u", ".weight_v")):
+            continue
+        src = k[:-len("_orig")] if k.endswith(".weight_orig") else k
+        if prefix + src not in weights:
+            if not k.endswith("num_batches_tracked"):
+                missing.append(k)
+            continue
+        sd[k].copy_(torch.from_numpy(weights[prefix + src]).reshape(sd[k].shape))
+    net.load_state_dict(sd)
+    converge_sn(net, 50)
+    return missing
+
+
 def split_preds(preds: list[list[torch.Tensor]], n: int):
     fake = [[t[:n] for t in p] for p in preds]
     real = [[t[n:] for t in p] for p in preds]
@@ -362,6 +579,13 @@ class Trainer:
         random.seed(a.seed)
         torch.manual_seed(a.seed)  # before building: init and spectral-norm u/v draw from it
         self.opt, self.G, self.D, self.E = build_models(arch, self.k)
+        self.oasis = arch.get("d", "patch") == "oasis"
+        self.G_ema = None
+        if a.ema > 0:
+            self.G_ema = sr.SPADEGenerator(dataclasses.replace(self.opt))
+            self.G_ema.load_state_dict(self.G.state_dict())
+            self.G_ema.eval()
+            set_requires_grad(self.G_ema, False)
         g_params = list(self.G.parameters()) + (list(self.E.parameters()) if self.E else [])
         self.optG = torch.optim.Adam(g_params, lr=a.lr_g, betas=(0.0, 0.9))
         self.optD = torch.optim.Adam(self.D.parameters(), lr=a.lr_d, betas=(0.0, 0.9))
@@ -395,46 +619,114 @@ class Trainer:
         return z, kld
 
     def discriminate(self, seg, fake, real):
+        if self.oasis:  # the OASIS D sees the image only
+            return split_preds(self.D(torch.cat([fake, real], 0)), fake.shape[0])
         x = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
         return split_preds(self.D(x), fake.shape[0])
+
+    def warm_start(self, path: str) -> None:
+        """Initialise G (and E) from a converted ``.safetensors`` (spadework convert/repack
+        output, e.g. assets/landscape.safetensors); D starts fresh."""
+        w, meta = load_safetensors_np(path)
+        cfg = json.loads(meta.get("spade_config", "{}"))
+        for key, want in (("crop_size", self.arch["size"]), ("ngf", self.arch["ngf"]),
+                          ("use_vae", self.arch["use_vae"]), ("label_nc", self.k)):
+            if key in cfg and cfg[key] != want:
+                raise SystemExit(f"--init-from {path}: {key} {cfg[key]} != {want}")
+        miss = load_folded(self.G, w)
+        if miss:
+            raise SystemExit(f"--init-from {path}: generator keys missing: {miss[:8]}")
+        if self.E is not None:
+            miss = load_folded(self.E, w, "netE.")
+            if miss:
+                raise SystemExit(f"--init-from {path}: encoder keys missing: {miss[:8]}")
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(self.G.state_dict())
+        print(f"initialised G{' and E' if self.E is not None else ''} from {path}", flush=True)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        d = self.a.ema
+        for pe, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            pe.lerp_(p, 1 - d)
+        for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            be.copy_(b)  # BN running stats and spectral-norm u/v follow the trained G
+
+    def recon_loss(self, fake, real):
+        if self.a.l1_pool > 1:  # colours / light / layout only: texture is left to the D
+            fake = F.avg_pool2d(fake, self.a.l1_pool)
+            real = F.avg_pool2d(real, self.a.l1_pool)
+        return F.l1_loss(fake, real) * self.a.lambda_l1
 
     def train_step(self) -> dict:
         a = self.a
         seg, real = self.next_batch()
         logs = {}
         # --- generator (+ encoder) ---
+        if self.step < a.d_warmup:  # a fresh D next to a warm-started G: train D alone first
+            with torch.no_grad():
+                z = self.encode(real)[0] if self.E is not None else None
+                fake = self.G(seg, z)
+            return self.d_step(seg, fake, real, logs)
         set_requires_grad(self.D, False)
         self.optG.zero_grad(set_to_none=True)
         z, kld = (self.encode(real) if self.E is not None else (None, None))
         fake = self.G(seg, z)
-        pf, pr = self.discriminate(seg, fake, real)
-        g_gan = hinge_g(pf)
-        g_feat = feat_match(pf, pr, a.lambda_feat)
-        loss = g_gan + g_feat
-        logs.update(G_gan=g_gan, G_feat=g_feat)
+        if self.oasis:
+            g_gan = oasis_loss(self.D(fake)[0][-1], seg, True)
+            loss = g_gan
+            logs.update(G_gan=g_gan)
+        else:
+            pf, pr = self.discriminate(seg, fake, real)
+            g_gan = hinge_g(pf)
+            g_feat = feat_match(pf, pr, a.lambda_feat)
+            loss = g_gan + g_feat
+            logs.update(G_gan=g_gan, G_feat=g_feat)
         if kld is not None:
             loss = loss + kld
             logs["KLD"] = kld
         if a.lambda_l1 > 0:
-            l1 = F.l1_loss(fake, real) * a.lambda_l1
+            l1 = self.recon_loss(fake, real)
             loss = loss + l1
             logs["L1"] = l1
         loss.backward()
         self.optG.step()
         set_requires_grad(self.D, True)
-        # --- discriminator ---
-        self.optD.zero_grad(set_to_none=True)
         if a.reuse_fake:
             fake = fake.detach()
         else:
             with torch.no_grad():
                 z = self.encode(real)[0] if self.E is not None else None
                 fake = self.G(seg, z)
-        pf, pr = self.discriminate(seg, fake, real)
-        d_fake, d_real = hinge_d(pf, False), hinge_d(pr, True)
-        (d_fake + d_real).backward()
+        return self.d_step(seg, fake, real, logs)
+
+    def d_step(self, seg, fake, real, logs) -> dict:
+        a = self.a
+        self.optD.zero_grad(set_to_none=True)
+        if self.oasis:
+            n = fake.shape[0]
+            imgs = [fake, real]
+            mask = None
+            if a.lambda_labelmix > 0:
+                mask = labelmix_mask(seg)
+                imgs.append(mask * real + (1 - mask) * fake)
+            out = self.D(torch.cat(imgs, 0))[0][-1]
+            of, orr = out[:n], out[n:2 * n]
+            d_fake, d_real = oasis_loss(of, seg, False), oasis_loss(orr, seg, True)
+            d_loss = d_fake + d_real
+            if mask is not None:
+                lm = F.mse_loss(out[2 * n:], mask * orr + (1 - mask) * of) * a.lambda_labelmix
+                d_loss = d_loss + lm
+                logs["D_lm"] = lm
+            d_loss.backward()
+        else:
+            pf, pr = self.discriminate(seg, fake, real)
+            d_fake, d_real = hinge_d(pf, False), hinge_d(pr, True)
+            (d_fake + d_real).backward()
         self.optD.step()
         logs.update(D_fake=d_fake, D_real=d_real)
+        if self.G_ema is not None:
+            self.update_ema()
         self.step += 1
         return {k: float(v.detach()) for k, v in logs.items()}
 
@@ -450,13 +742,16 @@ class Trainer:
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "E": self.E.state_dict() if self.E is not None else None,
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
             "optG": self.optG.state_dict(),
             "optD": self.optD.state_dict(),
             "data": {"perm": torch.from_numpy(self.perm.astype(np.int64)), "pos": self.pos},
             "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
                     "python": random.getstate()},
             "hparams": {k: getattr(self.a, k) for k in ("batch", "lr_g", "lr_d", "lambda_feat",
-                                                        "lambda_kld", "lambda_l1", "reuse_fake")},
+                                                        "lambda_kld", "lambda_l1", "reuse_fake",
+                                                        "l1_pool", "lambda_labelmix", "ema",
+                                                        "init_from", "d_warmup")},
         }
 
     def save(self) -> str:
@@ -473,6 +768,11 @@ class Trainer:
         self.D.load_state_dict(ck["D"], strict=True)
         if self.E is not None:
             self.E.load_state_dict(ck["E"], strict=True)
+        if self.G_ema is not None:
+            if ck.get("G_ema") is not None:
+                self.G_ema.load_state_dict(ck["G_ema"], strict=True)
+            else:  # EMA switched on for an existing run: start it at the current weights
+                self.G_ema.load_state_dict(ck["G"], strict=True)
         self.optG.load_state_dict(ck["optG"])
         self.optD.load_state_dict(ck["optD"])
         for optim, lr in ((self.optG, self.a.lr_g), (self.optD, self.a.lr_d)):
@@ -491,6 +791,7 @@ class Trainer:
         nets = [n for n in (self.G, self.E) if n is not None]
         for n in nets:
             n.eval()  # BN running stats, no SN power iteration: what the export will do
+        G = self.G_ema if self.G_ema is not None else self.G  # what the export takes
         try:
             labs = np.concatenate([self.eval_labels, self.labels[:n_train_rows]])
             imgs = np.concatenate([self.eval_images, self.images[:n_train_rows]])
@@ -498,11 +799,11 @@ class Trainer:
             cols = [real]
             if self.E is not None:
                 mu, _ = self.E(real)
-                cols.append(self.G(seg, mu))
+                cols.append(G(seg, mu))
                 gen = torch.Generator().manual_seed(1234)
-                cols.append(self.G(seg, torch.randn(len(labs), Z_DIM, generator=gen)))
+                cols.append(G(seg, torch.randn(len(labs), Z_DIM, generator=gen)))
             else:
-                cols.append(self.G(seg))
+                cols.append(G(seg))
         finally:
             for n in nets:
                 n.train()
@@ -596,11 +897,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     g = p.add_argument_group("architecture (default: the checkpoint's when resuming)")
     g.add_argument("--size", type=int, help=f"crop_size (default {DEFAULTS['size']})")
     g.add_argument("--ngf", type=int, help=f"(default {DEFAULTS['ngf']})")
-    g.add_argument("--ndf", type=int, help=f"(default {DEFAULTS['ndf']})")
+    g.add_argument("--ndf", type=int, help="D width (default 64 for --d patch, 32 for oasis)")
     g.add_argument("--num-d", type=int, help=f"D scales (default {DEFAULTS['num_d']})")
     g.add_argument("--n-layers-d", type=int, help="(default 4 at size >= 256, else 3)")
     g.add_argument("--use-vae", action=argparse.BooleanOptionalAction, default=None,
                    help="ConvEncoder + KL + Linear fc (default on)")
+    g.add_argument("--d", choices=("patch", "oasis"),
+                   help="discriminator: NVlabs multiscale PatchGAN (default) or OASIS segmenter")
     g.add_argument("--n-train", type=int, help=f"training seeds [0, N) (default {DEFAULTS['n_train']})")
     p.add_argument("--n-eval", type=int, default=4, help="held-out seeds drawn in the grids")
     p.add_argument("--batch", type=int, default=4)
@@ -615,6 +918,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lambda-kld", type=float, default=0.05)
     p.add_argument("--lambda-l1", type=float, default=1.0, help="0 = pure SPADE objective")
     p.add_argument("--reuse-fake", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--l1-pool", type=int, default=1,
+                   help="L1 on avg_pool(N) of fake and real (1 = per pixel, the original)")
+    p.add_argument("--lambda-labelmix", type=float, default=10.0, help="OASIS D only")
+    p.add_argument("--d-warmup", type=int, default=0,
+                   help="first N steps train D only (G frozen): for a fresh D next to --init-from")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="keep an EMA of G with this decay (e.g. 0.999); the export uses it")
+    p.add_argument("--init-from", metavar="SAFETENSORS",
+                   help="start G and E from a converted model (only when --work has no checkpoint)")
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -627,6 +939,7 @@ def resolve_arch(a: argparse.Namespace, ck: Optional[dict]) -> dict:
     given = {k: getattr(a, k) for k in ARCH_KEYS if getattr(a, k) is not None}
     if ck is not None:
         arch = dict(ck["arch"])
+        arch.setdefault("d", "patch")  # checkpoints from before --d
         bad = {k: (v, arch.get(k)) for k, v in given.items() if arch.get(k) != v}
         if bad:
             raise SystemExit(f"{ck['_path']} was trained with a different architecture "
@@ -636,6 +949,8 @@ def resolve_arch(a: argparse.Namespace, ck: Optional[dict]) -> dict:
     arch.update(given)
     if arch.get("n_layers_d") is None:
         arch["n_layers_d"] = 4 if arch["size"] >= 256 else 3
+    if arch.get("ndf") is None:
+        arch["ndf"] = NDF_DEFAULT[arch["d"]]
     if arch["size"] % 32:
         raise SystemExit("--size must be a multiple of 32 (5 upsamplings from sw = size/32)")
     return arch
@@ -671,6 +986,8 @@ def main(argv=None) -> None:
                           "steps_in_2h": int(7200 / dt), "batch": a.batch, **arch}))
         return
 
+    if ck is None and a.init_from:
+        tr.warm_start(a.init_from)
     if ck is not None:
         tr.load(ck)
         print(f"resumed from {ck['_path']} (step {tr.step}, {tr.train_seconds / 60:.1f} min trained)")
