@@ -401,10 +401,10 @@ fn non_finite_weights_are_named_and_refused() {
     assert!(e.contains("refusing to store non-finite weights"), "{e}");
 }
 
-/// A full stdout (/dev/full) is an error with exit code 1, not a panic.
+/// A full stdout or stderr (/dev/full) ends with exit code 1, not a panic.
 #[test]
 #[cfg(target_os = "linux")]
-fn full_stdout_is_an_error_not_a_panic() {
+fn full_stdout_or_stderr_is_not_a_panic() {
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")
@@ -418,6 +418,26 @@ fn full_stdout_is_an_error_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot write to stdout"), "{err}");
+    // A full stderr: notes and the error message are lost, the exit code says it all.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_spadework"))
+        .args([
+            "render",
+            "--map",
+            "/nonexistent.png",
+            "-o",
+            "/tmp/x.png",
+            "--backend",
+            "cpu",
+        ])
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .stderr(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }
 
 /// xorshift64*: the corpus's mutations, reproducible.

@@ -5,6 +5,16 @@ pub mod map_png;
 pub mod npy;
 
 use anyhow::{Context, Result};
+
+/// `eprintln!` for messages to the user (progress, notes, warnings): a closed or full stderr
+/// loses the message instead of panicking.
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -388,7 +388,7 @@ fn choose_tile(ctx: &std::sync::Arc<crate::backend::GpuContext>) -> (usize, usiz
         match parse_tile(&v) {
             Some(t) => return t,
             None => {
-                eprintln!("warning: SPADEWORK_CONV_TILE={v} is not one of {TILES:?}; autotuning")
+                crate::note!("warning: SPADEWORK_CONV_TILE={v} is not one of {TILES:?}; autotuning")
             }
         }
     }
@@ -437,7 +437,7 @@ fn choose_tile(ctx: &std::sync::Arc<crate::backend::GpuContext>) -> (usize, usiz
                 .iter()
                 .map(|((g, p), ms)| format!("{g}x{p} {ms:.1} ms"))
                 .collect();
-            eprintln!(
+            crate::note!(
                 "conv autotune on {}: {} -> {}x{} (cached in {})",
                 i.name,
                 desc.join(", "),
@@ -460,7 +460,7 @@ fn choose_tile(ctx: &std::sync::Arc<crate::backend::GpuContext>) -> (usize, usiz
             best
         }
         Err(e) => {
-            eprintln!(
+            crate::note!(
                 "warning: conv autotune failed ({e:#}); using {:?}",
                 TILES[0]
             );

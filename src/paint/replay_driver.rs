@@ -167,7 +167,7 @@ impl ReplayDriver {
         if finished {
             rp.waiting = None;
             rp.asked = false;
-            eprintln!("replay: step {} done ({step:?})", rp.done);
+            crate::note!("replay: step {} done ({step:?})", rp.done);
         }
     }
 }

@@ -49,11 +49,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                     let info = bench::gpu_info(&ctx);
                     devices.push((label, Device::Gpu(ctx), info));
                 }
-                Err(e) => eprintln!("skipping {label}: {e:#}"),
+                Err(e) => spadework::note!("skipping {label}: {e:#}"),
             }
         }
         if devices.iter().all(|(_, d, _)| !d.is_gpu()) {
-            eprintln!("note: no GPU adapter matched '{}'", a.adapter);
+            spadework::note!("note: no GPU adapter matched '{}'", a.adapter);
         }
     }
     let pb = indicatif::ProgressBar::new(0).with_style(
@@ -76,13 +76,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     bench::print_table(&rows)?;
     if let Some(p) = &a.plot {
         bench::plot(&rows, p)?;
-        eprintln!("wrote {}", p.display());
+        spadework::note!("wrote {}", p.display());
     }
     if let Some(p) = &a.json {
         let doc = serde_json::json!({"quick": a.quick, "runs": a.runs, "devices": reports});
         std::fs::write(p, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("cannot write {}", p.display()))?;
-        eprintln!("wrote {}", p.display());
+        spadework::note!("wrote {}", p.display());
     }
     Ok(())
 }

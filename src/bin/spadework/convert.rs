@@ -109,7 +109,7 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
         .names()
         .map(|k| store.shape(k).unwrap_or_default().iter().product::<usize>())
         .sum();
-    eprintln!(
+    spadework::note!(
         "wrote {} ({} tensors, {} parameters) in {:.2} s",
         a.output.display(),
         store.len(),
@@ -148,7 +148,7 @@ pub fn repack(a: RepackArgs) -> Result<()> {
         }
     }
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len() as f64 / 1048576.0);
-    eprintln!(
+    spadework::note!(
         "wrote {} ({:.1} MiB, from {:.1} MiB); largest weight error {:.2e} of the tensor's max |w| ({})",
         a.output.display(),
         size(&a.output)?,

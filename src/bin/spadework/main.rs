@@ -54,7 +54,7 @@ fn main() {
         Cmd::Paint(a) => paint::paint(a),
     };
     if let Err(e) = r {
-        eprintln!("error: {e:#}");
+        spadework::note!("error: {e:#}");
         std::process::exit(1);
     }
 }

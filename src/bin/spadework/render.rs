@@ -64,7 +64,7 @@ pub fn render(a: RenderArgs) -> Result<()> {
     spadework::io::image::set_max_pixels(a.max_pixels);
     let t0 = Instant::now();
     let device = a.device.select()?;
-    eprintln!("using {}", device.describe());
+    spadework::note!("using {}", device.describe());
     let model = SpadePipeline::from_store(
         &spadework::pipelines::spade::load_store(a.weights.as_deref())?,
         &device,
@@ -79,7 +79,7 @@ pub fn render(a: RenderArgs) -> Result<()> {
         .transpose()?;
     let map_name = a.map.display().to_string();
     if inst.is_none() && !model.cfg.no_instance {
-        eprintln!(
+        spadework::note!(
             "note: no --instance given; using the label map's class boundaries as instance edges"
         );
     }
@@ -101,7 +101,7 @@ pub fn render(a: RenderArgs) -> Result<()> {
         a.seed.map(ZSource::Seed)
     };
     if model.cfg.use_vae && z.is_none() {
-        eprintln!("note: VAE model and no --seed/--z/--style: using seed 0");
+        spadework::note!("note: VAE model and no --seed/--z/--style: using seed 0");
     } else if !model.cfg.use_vae && (a.seed.is_some() || a.z.is_some()) {
         bail!("this model is not a VAE generator; --seed/--z have no effect");
     }
@@ -120,7 +120,7 @@ pub fn render(a: RenderArgs) -> Result<()> {
         ),
         Device::Cpu => String::new(),
     };
-    eprintln!(
+    spadework::note!(
         "rendered {w}x{h} in {:.1} ms (load {:.1} ms{peak}) -> {}",
         t_render.as_secs_f64() * 1e3,
         t_load.as_secs_f64() * 1e3,

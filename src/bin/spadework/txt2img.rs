@@ -103,7 +103,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
     spadework::io::image::set_max_pixels(a.max_pixels);
     let t0 = Instant::now();
     let device = a.device.select()?;
-    eprintln!("using {}", device.describe());
+    spadework::note!("using {}", device.describe());
     let mut pipe = StableDiffusionPipeline::open(
         &a.weights,
         &device,
@@ -212,12 +212,12 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
     for k in 0..a.samples {
         if a.samples > 1 {
             params.latents = Latents::Seed(seed + k as u64);
-            eprintln!("sample {}/{} (seed {})", k + 1, a.samples, seed + k as u64);
+            spadework::note!("sample {}/{} (seed {})", k + 1, a.samples, seed + k as u64);
         }
         let out = pipe.generate(&params)?;
         if k == 0 {
             for w in &out.warnings {
-                eprintln!("warning: {w}");
+                spadework::note!("warning: {w}");
             }
         }
         scheduler = out.scheduler;
@@ -240,7 +240,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         Device::Cpu => String::new(),
     };
     let runs = (a.steps * a.samples) as f64;
-    eprintln!(
+    spadework::note!(
         "{} × {width}x{height}, {} steps of {scheduler} in {:.1} ms ({:.1} ms/step; load {:.1} ms{peak}) -> {}",
         a.samples,
         a.steps,
@@ -291,7 +291,7 @@ fn read_mask(path: &std::path::Path, w: usize, h: usize) -> Result<Vec<f32>> {
     let img = spadework::io::image::open_image(path, "mask")?.to_rgb8();
     let (mw, mh) = (img.width() as usize, img.height() as usize);
     if (mw, mh) != (w, h) {
-        eprintln!(
+        spadework::note!(
             "note: the mask {} is {mw}x{mh}; resized (nearest) to the image's {w}x{h}",
             path.display()
         );

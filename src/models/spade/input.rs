@@ -225,7 +225,7 @@ pub fn remap_class_ids(
                 class_list(cfg)
             );
         }
-        eprintln!(
+        crate::note!(
             "note: {map_name}: remapped unknown label id(s) {} to '{}'",
             ids.join(", "),
             unknown_as.unwrap_or("")
