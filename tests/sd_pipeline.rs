@@ -547,77 +547,51 @@ fn cli_txt2img_runs_a_single_file_checkpoint() {
     let e = &exp["sd2"];
     let raw = tmp("single.npy");
     let png = tmp("single.png");
-    let mut backends = vec!["cpu"];
-    if common::gpu().is_some() {
-        backends.push("gpu");
-    }
-    for backend in backends {
+    let (_, want) = npy::read_f32(&dir.join("sd2_image.npy")).unwrap();
+    // The fixture's run with `extra` flags; its raw image.
+    let run = |extra: &[&str]| {
+        let (w, h, steps) = (
+            e["width"].to_string(),
+            e["height"].to_string(),
+            e["steps"].to_string(),
+        );
         let o = spadework()
             .arg("txt2img")
             .arg("--weights")
             .arg(dir.join(e["file"].as_str().unwrap()))
             .arg(e["prompt"].as_str().unwrap())
             .args(["--negative-prompt", e["negative_prompt"].as_str().unwrap()])
-            .args(["--steps", &e["steps"].to_string(), "--guidance", "7.5"])
             .args([
+                "--steps",
+                &steps,
+                "--guidance",
+                "7.5",
                 "--width",
-                &e["width"].to_string(),
+                &w,
                 "--height",
-                &e["height"].to_string(),
+                &h,
             ])
             .arg("--latents")
             .arg(dir.join("sd2_latents.npy"))
-            .args([
-                "--backend",
-                backend,
-                "-o",
-                png.to_str().unwrap(),
-                "--raw",
-                raw.to_str().unwrap(),
-            ])
+            .args(["-o", png.to_str().unwrap(), "--raw", raw.to_str().unwrap()])
+            .args(extra)
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
-        let (_, got) = npy::read_f32(&raw).unwrap();
-        let (_, want) = npy::read_f32(&dir.join("sd2_image.npy")).unwrap();
+        (npy::read_f32(&raw).unwrap().1, stderr(&o))
+    };
+    let mut backends = vec!["cpu"];
+    if common::gpu().is_some() {
+        backends.push("gpu");
+    }
+    for backend in backends {
+        let (got, err) = run(&["--backend", backend]);
         let diff = common::max_abs_diff(&got, &want);
         assert!(diff <= 1e-3, "{backend}: max |Δ| = {diff:e}");
-        assert!(stderr(&o).contains("DDIMScheduler"), "{}", stderr(&o));
+        assert!(err.contains("DDIMScheduler"), "{err}");
     }
     // --prediction-type overrides the inferred v-prediction: another image.
-    let o = spadework()
-        .arg("txt2img")
-        .arg("--weights")
-        .arg(dir.join(e["file"].as_str().unwrap()))
-        .arg(e["prompt"].as_str().unwrap())
-        .args(["--negative-prompt", e["negative_prompt"].as_str().unwrap()])
-        .args([
-            "--steps",
-            &e["steps"].to_string(),
-            "--prediction-type",
-            "epsilon",
-        ])
-        .args([
-            "--width",
-            &e["width"].to_string(),
-            "--height",
-            &e["height"].to_string(),
-        ])
-        .arg("--latents")
-        .arg(dir.join("sd2_latents.npy"))
-        .args([
-            "--backend",
-            "cpu",
-            "-o",
-            png.to_str().unwrap(),
-            "--raw",
-            raw.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let (_, got) = npy::read_f32(&raw).unwrap();
-    let (_, want) = npy::read_f32(&dir.join("sd2_image.npy")).unwrap();
+    let (got, _) = run(&["--backend", "cpu", "--prediction-type", "epsilon"]);
     assert!(common::max_abs_diff(&got, &want) > 1e-2);
 }
 

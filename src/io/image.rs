@@ -45,24 +45,23 @@ pub fn check_pixels(what: &str, w: u64, h: u64) -> Result<()> {
 /// An image file (any format the `image` crate reads), its size checked against
 /// [`max_pixels`] from the header before decoding; `what` names it in errors.
 pub fn open_image(path: &Path, what: &str) -> Result<image::DynamicImage> {
+    use image::ImageDecoder;
     let name = || format!("cannot read {what} {}", path.display());
-    let reader = image::ImageReader::open(path)
+    let mut decoder = image::ImageReader::open(path)
         .with_context(name)?
         .with_guessed_format()
+        .with_context(name)?
+        .into_decoder()
         .with_context(name)?;
-    let (w, h) = reader.into_dimensions().with_context(name)?;
+    let (w, h) = decoder.dimensions();
     check_pixels(&format!("{what} {}", path.display()), w as u64, h as u64)?;
-    let mut reader = image::ImageReader::open(path)
-        .with_context(name)?
-        .with_guessed_format()
-        .with_context(name)?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(w);
     limits.max_image_height = Some(h);
     // RGBA at 32-bit float is the largest buffer a decoder allocates per pixel.
     limits.max_alloc = Some((w as u64 * h as u64).saturating_mul(16).max(1 << 20));
-    reader.limits(limits);
-    reader.decode().with_context(name)
+    decoder.set_limits(limits).with_context(name)?;
+    image::DynamicImage::from_decoder(decoder).with_context(name)
 }
 
 /// Writes an RGB8 image (format from the extension, as `image::save_buffer`) atomically (see

@@ -102,27 +102,31 @@ fn create_temp(dir: &Path, name: &str) -> std::io::Result<(PathBuf, std::fs::Fil
 }
 
 /// Refuses to run when an output would overwrite an input or another output: `inputs` and
-/// `outputs` are `(flag, path)` pairs, compared by file identity (the same file under another
-/// name or through a link counts) and, for outputs that do not exist yet, by their resolved
-/// path. The error names both flags and the path.
-pub fn check_outputs(inputs: &[(&str, &Path)], outputs: &[(&str, &Path)]) -> Result<()> {
-    let ids: Vec<(&str, &Path, Option<FileId>)> = inputs
-        .iter()
-        .chain(outputs)
-        .map(|&(flag, p)| (flag, p, FileId::of(p)))
-        .collect();
-    for (i, &(oflag, out)) in outputs.iter().enumerate() {
-        let me = inputs.len() + i;
-        for (j, &(flag, other, ref id)) in ids.iter().enumerate() {
-            if j == me {
-                continue;
-            }
-            let same = match (FileId::of(out), id) {
-                (Some(a), Some(b)) => a == *b,
+/// `outputs` are `(flag, path)` pairs (a flag not given is `None`), compared by file identity
+/// (the same file under another name or through a link counts) and, for outputs that do not
+/// exist yet, by their resolved path. The error names both flags and the path.
+pub fn check_outputs(
+    inputs: &[(&str, Option<&Path>)],
+    outputs: &[(&str, Option<&Path>)],
+) -> Result<()> {
+    let given = |v: &[(&str, Option<&Path>)]| -> Vec<(String, PathBuf, Option<FileId>)> {
+        v.iter()
+            .filter_map(|&(flag, p)| p.map(|p| (flag.to_string(), p.to_path_buf(), FileId::of(p))))
+            .collect()
+    };
+    let (inputs, outputs) = (given(inputs), given(outputs));
+    for (i, (oflag, out, out_id)) in outputs.iter().enumerate() {
+        // Every input, and each earlier output (each pair of outputs once).
+        let others = inputs
+            .iter()
+            .map(|x| ("input", x))
+            .chain(outputs[..i].iter().map(|x| ("output", x)));
+        for (what, (flag, other, id)) in others {
+            let same = match (out_id, id) {
+                (Some(a), Some(b)) => a == b,
                 _ => resolved(out) == resolved(other),
             };
             if same {
-                let what = if j < inputs.len() { "input" } else { "output" };
                 anyhow::bail!(
                     "{oflag} {} is also the {what} {flag}: refusing to overwrite it (choose \
                      another output path)",
@@ -263,24 +267,26 @@ mod tests {
         let d = dir("outputs");
         let map = d.join("map.png");
         std::fs::write(&map, b"m").unwrap();
-        let e = check_outputs(&[("--map", &map)], &[("-o", &map)]).unwrap_err();
+        let e = check_outputs(&[("--map", Some(&map))], &[("-o", Some(&map))]).unwrap_err();
         assert!(format!("{e}").contains("is also the input --map"), "{e}");
         // The same file by another name.
         let other = d.join(".").join("map.png");
-        assert!(check_outputs(&[("--map", &map)], &[("-o", &other)]).is_err());
+        assert!(check_outputs(&[("--map", Some(&map))], &[("-o", Some(&other))]).is_err());
         #[cfg(unix)]
         {
             let hard = d.join("hard.png");
             std::fs::hard_link(&map, &hard).unwrap();
-            assert!(check_outputs(&[("--map", &map)], &[("-o", &hard)]).is_err());
+            assert!(check_outputs(&[("--map", Some(&map))], &[("-o", Some(&hard))]).is_err());
         }
         // Two outputs that do not exist yet, one path.
         let out = d.join("out.png");
-        let e = check_outputs(&[], &[("-o", &out), ("--raw", &d.join("./out.png"))]).unwrap_err();
+        let same = d.join("./out.png");
+        let e = check_outputs(&[], &[("-o", Some(&out)), ("--raw", Some(&same))]).unwrap_err();
         assert!(format!("{e}").contains("is also the output"), "{e}");
+        let raw = d.join("raw.npy");
         check_outputs(
-            &[("--map", &map)],
-            &[("-o", &out), ("--raw", &d.join("raw.npy"))],
+            &[("--map", Some(&map))],
+            &[("-o", Some(&out)), ("--raw", Some(&raw))],
         )
         .unwrap();
     }

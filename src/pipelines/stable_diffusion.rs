@@ -132,6 +132,21 @@ impl GenerateParams<'_> {
     }
 }
 
+/// diffusers' get_timesteps: img2img and inpainting run the timesteps from index
+/// `steps − ⌊steps · strength⌋` (every supported scheduler has order 1; PNDM's list repeats its
+/// first step).
+fn first_step(steps: usize, strength: f32) -> usize {
+    steps - ((steps as f64 * strength as f64) as usize).min(steps)
+}
+
+/// Fails when `strength` leaves none of `steps` to run.
+fn check_runs_a_step(steps: usize, strength: f32) -> Result<()> {
+    if (steps as f32 * strength) < 1.0 {
+        bail!("strength {strength} of {steps} steps runs no step (⌊steps · strength⌋ = 0)");
+    }
+    Ok(())
+}
+
 /// Inpainting's inputs in latent space.
 struct InpaintLatents {
     /// The binarised mask at the latent size `[1, 1, h, w]` (nearest, as diffusers).
@@ -142,6 +157,8 @@ struct InpaintLatents {
     image_latents: Option<Tensor>,
     /// The initial noise (the given latents, or drawn).
     noise: Tensor,
+    /// [`Inpaint::strength`].
+    strength: f32,
 }
 
 /// An image and what the caller should be told about its inputs.
@@ -458,13 +475,7 @@ impl StableDiffusionPipeline {
                     init.image.shape()
                 );
             }
-            if (p.steps as f32 * init.strength) < 1.0 {
-                bail!(
-                    "strength {} of {} steps runs no step (⌊steps · strength⌋ = 0)",
-                    init.strength,
-                    p.steps
-                );
-            }
+            check_runs_a_step(p.steps, init.strength)?;
         }
         if let Some(ip) = &p.inpaint {
             if p.init.is_some() {
@@ -475,13 +486,7 @@ impl StableDiffusionPipeline {
             if !(ip.strength > 0.0 && ip.strength <= 1.0) {
                 bail!("the strength must be in (0, 1], got {}", ip.strength);
             }
-            if (p.steps as f32 * ip.strength) < 1.0 {
-                bail!(
-                    "strength {} of {} steps runs no step (⌊steps · strength⌋ = 0)",
-                    ip.strength,
-                    p.steps
-                );
-            }
+            check_runs_a_step(p.steps, ip.strength)?;
             let want = [1, self.vae.config.in_channels, p.height, p.width];
             if ip.image.shape() != want {
                 bail!(
@@ -574,6 +579,7 @@ impl StableDiffusionPipeline {
             masked_latents,
             image_latents,
             noise: init,
+            strength: ip.strength,
         })
     }
 
@@ -599,19 +605,15 @@ impl StableDiffusionPipeline {
         };
         let (mut latents, first) = match (&p.init, &inpaint) {
             (None, Some(ip)) => {
-                let strength = p.inpaint.as_ref().map_or(1.0, |i| i.strength);
-                let init_steps = ((p.steps as f64 * strength as f64) as usize).min(p.steps);
-                let first = p.steps - init_steps;
-                let sigma = scheduler.init_noise_sigma() as f32;
+                let first = first_step(p.steps, ip.strength);
                 // diffusers' prepare_latents: given latents are the noise, scaled as for text to
                 // image; drawn noise starts from pure noise at strength 1, else from the image's
                 // latents noised to the first timestep.
                 let x = match (&p.latents, &ip.image_latents) {
-                    (Latents::Given(_), _) => ops::lincomb(&[(sigma, &ip.noise)])?,
-                    (Latents::Seed(_), Some(z)) if strength < 1.0 => {
+                    (Latents::Seed(_), Some(z)) if ip.strength < 1.0 => {
                         scheduler.add_noise(z, &ip.noise, first)?
                     }
-                    (Latents::Seed(_), _) => ops::lincomb(&[(sigma, &ip.noise)])?,
+                    _ => ops::lincomb(&[(scheduler.init_noise_sigma() as f32, &ip.noise)])?,
                 };
                 (x, first)
             }
@@ -626,10 +628,7 @@ impl StableDiffusionPipeline {
                 (x, 0)
             }
             (Some(init), _) => {
-                // diffusers' get_timesteps: the timesteps from index steps − ⌊steps · strength⌋
-                // (every supported scheduler has order 1; PNDM's list repeats its first step).
-                let init_steps = ((p.steps as f64 * init.strength as f64) as usize).min(p.steps);
-                let first = p.steps - init_steps;
+                let first = first_step(p.steps, init.strength);
                 let noise = match &init.noise {
                     Some(t) => t.to_vec()?,
                     None => rng.normal_vec(2 * numel),
@@ -695,19 +694,18 @@ impl StableDiffusionPipeline {
                 None
             };
             latents = scheduler.step(&noise_pred, i, &latents, noise.as_ref())?;
-            if let Some(ip) = &inpaint {
-                if let Some(z) = &ip.image_latents {
-                    if !self.is_inpainting() {
-                        // Outside the mask: the image's latents at the next step's noise level.
-                        let keep = if i + 1 < timesteps.len() {
-                            scheduler.add_noise(z, &ip.noise, i + 1)?
-                        } else {
-                            ops::lincomb(&[(1.0, z)])?
-                        };
-                        let diff = ops::lincomb(&[(1.0, &latents), (-1.0, &keep)])?;
-                        latents = ops::add_bcast(&keep, &ops::mul_bcast(&diff, &ip.mask)?)?;
-                    }
-                }
+            if let Some(ip) = &inpaint
+                && let Some(z) = &ip.image_latents
+                && !self.is_inpainting()
+            {
+                // Outside the mask: the image's latents at the next step's noise level.
+                let keep = if i + 1 < timesteps.len() {
+                    scheduler.add_noise(z, &ip.noise, i + 1)?
+                } else {
+                    ops::lincomb(&[(1.0, z)])?
+                };
+                let diff = ops::lincomb(&[(1.0, &latents), (-1.0, &keep)])?;
+                latents = ops::add_bcast(&keep, &ops::mul_bcast(&diff, &ip.mask)?)?;
             }
             bar.inc(1);
         }

@@ -55,11 +55,13 @@ pub struct RepackArgs {
 }
 
 pub fn convert(a: ConvertArgs) -> Result<()> {
-    let mut inputs = vec![("the input", a.input.as_path())];
-    if let Some(e) = &a.net_e {
-        inputs.push(("--netE", e.as_path()));
-    }
-    spadework::io::check_outputs(&inputs, &[("-o", a.output.as_path())])?;
+    spadework::io::check_outputs(
+        &[
+            ("the input", Some(&a.input)),
+            ("--netE", a.net_e.as_deref()),
+        ],
+        &[("-o", Some(&a.output))],
+    )?;
     let mut cfg = match &a.preset {
         Some(p) => SpadeConfig::preset(p)?,
         None => SpadeConfig::nvlabs_defaults(),
@@ -120,10 +122,7 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
 }
 
 pub fn repack(a: RepackArgs) -> Result<()> {
-    spadework::io::check_outputs(
-        &[("the input", a.input.as_path())],
-        &[("-o", a.output.as_path())],
-    )?;
+    spadework::io::check_outputs(&[("the input", Some(&a.input))], &[("-o", Some(&a.output))])?;
     let store = spadework::weights::WeightStore::load(&a.input)?;
     if !store.metadata.contains_key("spade_config") {
         bail!(

@@ -45,22 +45,16 @@ pub struct RenderArgs {
 }
 
 pub fn render(a: RenderArgs) -> Result<()> {
-    let mut inputs = vec![("--map", a.map.as_path())];
-    for (flag, p) in [
-        ("--weights", &a.weights),
-        ("--instance", &a.instance),
-        ("--style", &a.style),
-        ("--z", &a.z),
-    ] {
-        if let Some(p) = p {
-            inputs.push((flag, p.as_path()));
-        }
-    }
-    let mut outputs = vec![("-o", a.output.as_path())];
-    if let Some(r) = &a.raw {
-        outputs.push(("--raw", r.as_path()));
-    }
-    spadework::io::check_outputs(&inputs, &outputs)?;
+    spadework::io::check_outputs(
+        &[
+            ("--map", Some(&a.map)),
+            ("--weights", a.weights.as_deref()),
+            ("--instance", a.instance.as_deref()),
+            ("--style", a.style.as_deref()),
+            ("--z", a.z.as_deref()),
+        ],
+        &[("-o", Some(&a.output)), ("--raw", a.raw.as_deref())],
+    )?;
     spadework::io::image::set_max_pixels(a.max_pixels);
     let t0 = Instant::now();
     let device = a.device.select()?;

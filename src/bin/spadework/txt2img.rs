@@ -85,21 +85,15 @@ pub struct Txt2ImgArgs {
 }
 
 pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
-    let mut inputs = vec![("--weights", a.weights.as_path())];
-    for (flag, p) in [
-        ("--latents", &a.latents),
-        ("--init-image", &a.init_image),
-        ("--mask", &a.mask),
-    ] {
-        if let Some(p) = p {
-            inputs.push((flag, p.as_path()));
-        }
-    }
-    let mut outputs = vec![("-o", a.output.as_path())];
-    if let Some(r) = &a.raw {
-        outputs.push(("--raw", r.as_path()));
-    }
-    spadework::io::check_outputs(&inputs, &outputs)?;
+    spadework::io::check_outputs(
+        &[
+            ("--weights", Some(&a.weights)),
+            ("--latents", a.latents.as_deref()),
+            ("--init-image", a.init_image.as_deref()),
+            ("--mask", a.mask.as_deref()),
+        ],
+        &[("-o", Some(&a.output)), ("--raw", a.raw.as_deref())],
+    )?;
     spadework::io::image::set_max_pixels(a.max_pixels);
     let t0 = Instant::now();
     let device = a.device.select()?;
