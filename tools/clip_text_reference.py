@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Our PyTorch reference of the CLIP text encoder (the text tower of OpenAI CLIP / Stable
 Diffusion 1.x), written from the CLIP paper and HF `CLIPTextModel`'s checkpoint layout, and the
-fixtures `tests/clip_text.rs` checks spadework against.
+fixtures `tests/text_encoders.rs` checks spadework against.
 
     python3 tools/clip_text_reference.py            # writes tests/fixtures/clip_text/*.safetensors
 

@@ -2,7 +2,7 @@
 //! Every lookup names the tensor, the file and the expected shape when something is off.
 use super::dtype::DType;
 use anyhow::{Context, Result, anyhow, bail};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{Dtype, SafeTensors};
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -618,16 +618,11 @@ impl WeightStore {
                 _ => bytes.push((n.clone(), Dtype::F32, s.clone(), f32_bytes(&d))),
             }
         }
-        let views: Vec<(String, TensorView)> = bytes
+        let mut metadata: BTreeMap<String, String> = self
+            .metadata
             .iter()
-            .map(|(n, t, s, b)| {
-                Ok((
-                    n.clone(),
-                    TensorView::new(*t, s.clone(), b).map_err(|e| anyhow!("{n}: {e}"))?,
-                ))
-            })
-            .collect::<Result<_>>()?;
-        let mut metadata = self.metadata.clone();
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         metadata.insert(
             "weights_storage".into(),
             match storage {
@@ -637,11 +632,54 @@ impl WeightStore {
             }
             .into(),
         );
-        let meta = Some(metadata);
-        safetensors::serialize_to_file(views, meta, path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let file = serialize(bytes, &metadata)?;
+        crate::io::write_atomic(path, &file)?;
         Ok(())
     }
+}
+
+/// A safetensors file of `tensors` with `metadata`, the same bytes for the same input: header
+/// keys sorted, tensors laid out by element size (largest first, so each stays aligned) then
+/// name, the header padded with spaces to a multiple of 8 bytes as the format asks.
+fn serialize(
+    mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    tensors.sort_by(|a, b| {
+        b.1.bitsize()
+            .cmp(&a.1.bitsize())
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    let mut header = BTreeMap::new();
+    header.insert("__metadata__".to_string(), serde_json::json!(metadata));
+    let mut offset = 0usize;
+    for (name, dtype, shape, data) in &tensors {
+        let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if numel.and_then(|n| n.checked_mul(dtype.bitsize() / 8)) != Some(data.len()) {
+            bail!(
+                "{name}: {} bytes do not hold a {dtype:?} tensor of shape {shape:?}",
+                data.len()
+            );
+        }
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": format!("{dtype:?}"),
+                "shape": shape,
+                "data_offsets": [offset, offset + data.len()],
+            }),
+        );
+        offset += data.len();
+    }
+    let mut h = serde_json::to_vec(&header)?;
+    h.resize(h.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + h.len() + offset);
+    out.extend((h.len() as u64).to_le_bytes());
+    out.extend(h);
+    for (_, _, _, data) in &tensors {
+        out.extend(data);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -661,12 +699,28 @@ mod tests {
             vec![8],
             (0..8).map(|i| i as f32 * 0.1).collect(),
         );
+        for i in 0..12 {
+            s.metadata.insert(format!("k{i}"), format!("v{i}"));
+        }
         s.metadata.insert("k".into(), "v".into());
         let dir = std::env::temp_dir().join(format!("spadework-store-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for storage in [Storage::F32, Storage::F16, Storage::Int8] {
             let p = dir.join(format!("{storage:?}.safetensors"));
             s.save_as(&p, storage).unwrap();
+            // The same input gives the same bytes (the header's metadata is ordered), and a
+            // new file gets the umask's permissions like any other.
+            let first = std::fs::read(&p).unwrap();
+            for _ in 0..3 {
+                s.save_as(&p, storage).unwrap();
+                assert_eq!(std::fs::read(&p).unwrap(), first, "{storage:?}");
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+                assert_ne!(mode, 0o600, "{storage:?}: a private temporary file's mode");
+            }
             let back = WeightStore::load(&p).unwrap();
             assert_eq!(back.metadata["k"], "v");
             assert!(back.metadata.contains_key("weights_storage"));

@@ -46,7 +46,8 @@ pub struct ConvertArgs {
 
 #[derive(clap::Args)]
 pub struct RepackArgs {
-    /// A model file written by `spadework convert` (any storage).
+    /// A model file written by `spadework convert` (any storage), or a sentence encoder's
+    /// weights with `bert_config` in the header (tools/minilm_reference.py export).
     pub input: PathBuf,
     #[arg(short, long)]
     pub output: PathBuf,
@@ -124,9 +125,14 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
 pub fn repack(a: RepackArgs) -> Result<()> {
     spadework::io::check_outputs(&[("the input", Some(&a.input))], &[("-o", Some(&a.output))])?;
     let store = spadework::weights::WeightStore::load(&a.input)?;
-    if !store.metadata.contains_key("spade_config") {
+    if !store.metadata.contains_key("spade_config")
+        && !store
+            .metadata
+            .contains_key(spadework::models::bert::CONFIG_KEY)
+    {
         bail!(
-            "{}: no spade_config in the header; convert NVlabs checkpoints with `spadework convert` first",
+            "{}: no spade_config (or bert_config) in the header; convert NVlabs checkpoints with \
+             `spadework convert` first",
             a.input.display()
         );
     }

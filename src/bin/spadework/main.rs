@@ -1,8 +1,9 @@
-//! The `spadework` command line: render, txt2img, convert, repack, adapters, bench, paint; one file per
+//! The `spadework` command line: render, txt2img, embed, convert, repack, adapters, bench, paint; one file per
 //! subcommand.
 mod bench;
 mod convert;
 mod device_args;
+mod embed;
 #[cfg(feature = "paint")]
 mod paint;
 mod render;
@@ -27,6 +28,9 @@ enum Cmd {
     Render(render::RenderArgs),
     /// Generate an image from a prompt with a Stable Diffusion pipeline folder (diffusers layout).
     Txt2img(txt2img::Txt2ImgArgs),
+    /// Sentence embeddings from the built-in MiniLM text encoder (or a sentence-transformers
+    /// folder).
+    Embed(embed::EmbedArgs),
     /// Convert an NVlabs generator checkpoint (.pth) into a self-describing safetensors file.
     Convert(convert::ConvertArgs),
     /// List the GPU adapters wgpu finds.
@@ -46,6 +50,7 @@ fn main() {
     let r = match cli.cmd {
         Cmd::Render(a) => render::render(a),
         Cmd::Txt2img(a) => txt2img::txt2img(a),
+        Cmd::Embed(a) => embed::embed(a),
         Cmd::Convert(a) => convert::convert(a),
         Cmd::Adapters => bench::adapters(),
         Cmd::Repack(a) => convert::repack(a),

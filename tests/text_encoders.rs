@@ -1,5 +1,7 @@
-//! The CLIP text encoder against our PyTorch reference (tools/clip_text_reference.py): random
-//! weights of tiny configs under the checkpoint's key names, on both backends.
+//! The text encoders. CLIP against our PyTorch reference (tools/clip_text_reference.py): random
+//! weights of tiny configs under the checkpoint's key names, on both backends. BERT (the MiniLM
+//! sentence encoder) against transformers (tools/minilm_reference.py): a tiny random model, and
+//! the built-in pretrained copy against sentence-transformers' f32 embeddings.
 mod common;
 use spadework::backend::{Device, WeightStorage};
 use spadework::models::{ClipTextConfig, ClipTextEncoder};
@@ -237,5 +239,177 @@ mod tokenizer {
         for d in [fast, slow, empty] {
             std::fs::remove_dir_all(d).unwrap();
         }
+    }
+}
+
+mod bert {
+    use super::common;
+    use spadework::backend::Device;
+    use spadework::models::bert::{BertConfig, BertModel, SentenceEncoder};
+    use spadework::weights::store::WeightStore;
+    use spadework::weights::vars::Vars;
+
+    fn tiny() -> (WeightStore, BertConfig, Vec<u32>, Vec<bool>) {
+        let store = WeightStore::load(&common::fixture("bert/tiny.safetensors")).unwrap();
+        let cfg: BertConfig = serde_json::from_str(&store.metadata["bert_config"]).unwrap();
+        let ids: Vec<u32> = serde_json::from_str(&store.metadata["input_ids"]).unwrap();
+        let mask: Vec<u8> = serde_json::from_str(&store.metadata["attention_mask"]).unwrap();
+        (store, cfg, ids, mask.iter().map(|&m| m == 1).collect())
+    }
+
+    #[test]
+    fn bert_matches_transformers_with_padding() {
+        let (store, cfg, ids, mask) = tiny();
+        let want = store
+            .get(
+                "expected.last_hidden_state",
+                &[1, ids.len(), cfg.hidden_size],
+            )
+            .unwrap();
+        for d in common::devices() {
+            let v = Vars::new(&store, &d);
+            let m = BertModel::load(&v, &cfg).unwrap();
+            let got = m.forward(&ids, &mask).unwrap();
+            assert_eq!(got.shape(), [1, ids.len(), cfg.hidden_size]);
+            // Padding positions included: their states depend on the real tokens only.
+            let err = common::max_abs_diff(&got.to_vec().unwrap(), &want);
+            assert!(err < 1e-4, "{d:?}: max |Δ| {err}");
+            // Every tensor of the checkpoint was read.
+            assert_eq!(v.unused(), ["expected.last_hidden_state"]);
+        }
+    }
+
+    #[test]
+    fn bert_names_bad_input_and_configs() {
+        let (store, cfg, ids, mask) = tiny();
+        let m = BertModel::load(&Vars::new(&store, &Device::Cpu), &cfg).unwrap();
+        let e = m.forward(&[2, 97, 3], &[true; 3]).unwrap_err().to_string();
+        assert!(e.contains("token id 97 at position 1"), "{e}");
+        let e = m.forward(&[2; 20], &[true; 20]).unwrap_err().to_string();
+        assert!(e.contains("1 to 19 tokens, got 20"), "{e}");
+        let e = m.forward(&ids, &[false; 11]).unwrap_err().to_string();
+        assert!(e.contains("at least one real token"), "{e}");
+        let e = m.forward(&ids, &mask[..3]).unwrap_err().to_string();
+        assert!(e.contains("one entry per token (11)"), "{e}");
+        for (bad, what) in [
+            (
+                BertConfig {
+                    hidden_act: "relu".into(),
+                    ..cfg.clone()
+                },
+                "hidden_act 'relu'",
+            ),
+            (
+                BertConfig {
+                    num_attention_heads: 5,
+                    ..cfg.clone()
+                },
+                "does not divide hidden_size 24",
+            ),
+            (
+                BertConfig {
+                    position_embedding_type: "relative_key".into(),
+                    ..cfg.clone()
+                },
+                "relative_key",
+            ),
+            (
+                BertConfig {
+                    intermediate_size: 41,
+                    ..cfg.clone()
+                },
+                "encoder.layer.0.intermediate.dense.weight",
+            ),
+        ] {
+            let e = BertModel::load(&Vars::new(&store, &Device::Cpu), &bad)
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.contains(what), "{e}");
+        }
+        // transformers' config.json field names; missing fields take BertConfig's defaults.
+        let d: BertConfig = serde_json::from_str(r#"{"hidden_size": 384}"#).unwrap();
+        assert_eq!(
+            (d.hidden_size, d.num_hidden_layers, d.layer_norm_eps),
+            (384, 12, 1e-12)
+        );
+    }
+
+    struct Case {
+        text: String,
+        ids: Vec<u32>,
+        mask: Vec<bool>,
+        untruncated: usize,
+        pooled: Vec<f32>,
+    }
+
+    /// tools/minilm_reference.py fixtures: transformers' tokens, sentence-transformers' f32
+    /// embeddings of the real model.
+    fn cases() -> (usize, Vec<Case>) {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(common::fixture("bert/minilm_cases.json")).unwrap(),
+        )
+        .unwrap();
+        let nums = |v: &serde_json::Value| -> Vec<f64> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let cases = v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| Case {
+                text: c["text"].as_str().unwrap().into(),
+                ids: nums(&c["ids"]).iter().map(|&x| x as u32).collect(),
+                mask: nums(&c["mask"]).iter().map(|&x| x == 1.0).collect(),
+                untruncated: c["untruncated"].as_u64().unwrap() as usize,
+                pooled: nums(&c["pooled"]).iter().map(|&x| x as f32).collect(),
+            })
+            .collect();
+        (v["len"].as_u64().unwrap() as usize, cases)
+    }
+
+    #[test]
+    fn builtin_minilm_matches_sentence_transformers() {
+        let (len, cases) = cases();
+        for d in common::devices() {
+            let enc = SentenceEncoder::builtin(&d).unwrap();
+            for c in &cases {
+                let t = enc.tokenizer.encode(&c.text, len).unwrap();
+                assert_eq!(t.ids, c.ids, "{:?}", c.text);
+                assert_eq!(t.mask, c.mask, "{:?}", c.text);
+                assert_eq!(t.untruncated, c.untruncated, "{:?}", c.text);
+                let e = enc.encode(&c.text, len).unwrap();
+                assert_eq!(e.tokens.shape(), [1, len, 384]);
+                assert_eq!(e.truncated, c.untruncated > len);
+                // The f16 copy against the f32 model: measured 1.0e-4 (tools/minilm_reference.py).
+                let err = common::max_abs_diff(&e.pooled, &c.pooled);
+                assert!(err < 5e-4, "{d:?} {:?}: max |Δ| {err}", c.text);
+                let norm: f32 = e.pooled.iter().map(|v| v * v).sum::<f32>().sqrt();
+                assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+            }
+        }
+    }
+
+    #[test]
+    fn builtin_minilm_knows_synonyms() {
+        // What a pretrained encoder buys: paraphrases land close, different scenes do not.
+        let enc = SentenceEncoder::builtin(&Device::Cpu).unwrap();
+        let e = |t: &str| enc.encode(t, 32).unwrap().pooled;
+        let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let (sea, ocean, woods) = (
+            e("a calm sea at dusk"),
+            e("the ocean in the evening"),
+            e("a dense forest of pine trees"),
+        );
+        assert!(
+            cos(&sea, &ocean) > cos(&sea, &woods) + 0.2,
+            "{} vs {}",
+            cos(&sea, &ocean),
+            cos(&sea, &woods)
+        );
     }
 }
