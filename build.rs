@@ -2,7 +2,8 @@
 //! - generates the kernel registry (`$OUT_DIR/kernels.rs`: every `kernels/*.wgsl`, embedded) and
 //!   fails the build when a kernel file is used by no op (its name appears in no `src/ops/*.rs`);
 //! - embeds the demo model when `assets/landscape.safetensors` is present (it is in the
-//!   repository; a checkout without it builds a binary that needs `--weights`).
+//!   repository; a checkout without it builds a binary that needs `--weights`), and the text →
+//!   layout cascade when `assets/layout/` is present.
 use std::path::Path;
 
 fn main() {
@@ -10,6 +11,11 @@ fn main() {
     println!("cargo::rerun-if-changed=assets/landscape.safetensors");
     if Path::new("assets/landscape.safetensors").exists() {
         println!("cargo::rustc-cfg=demo_model");
+    }
+    println!("cargo::rustc-check-cfg=cfg(builtin_layout)");
+    println!("cargo::rerun-if-changed=assets/layout");
+    if Path::new("assets/layout/layout.json").exists() {
+        println!("cargo::rustc-cfg=builtin_layout");
     }
     kernel_registry();
 }

@@ -1,0 +1,146 @@
+//! The built-in text-to-image stack: the layout cascade against its PyTorch twin
+//! (tools/train_layout.py fixtures: a tiny random cascade, given text and noise), on both
+//! backends.
+mod common;
+use spadework::backend::Device;
+use spadework::pipelines::layout_diffusion::{
+    LayoutCascade, LayoutNoise, LayoutParams, aug_embedding,
+};
+use spadework::tensor::Tensor;
+use spadework::weights::store::WeightStore;
+
+fn expected() -> WeightStore {
+    WeightStore::load(&common::fixture("layout/expected.safetensors")).unwrap()
+}
+
+fn tensor(s: &WeightStore, d: &Device, name: &str) -> Tensor {
+    let shape = s.shape(name).unwrap().to_vec();
+    Tensor::from_vec(d, &shape, s.values(name).unwrap().into_owned()).unwrap()
+}
+
+#[test]
+fn layout_cascade_matches_its_pytorch_twin() {
+    let e = expected();
+    let runs: serde_json::Value = serde_json::from_str(&e.metadata["runs"]).unwrap();
+    for d in common::devices() {
+        let c = LayoutCascade::from_folder(&common::fixture("layout"), &d).unwrap();
+        let cond = |which: &str| {
+            let pooled = e.values(&format!("{which}.pooled")).unwrap();
+            c.text_cond(&tensor(&e, &d, &format!("{which}.tokens")), &pooled)
+                .unwrap()
+        };
+        let (text, empty) = (cond("text"), cond("empty"));
+        let noise = LayoutNoise {
+            base: tensor(&e, &d, "noise.base"),
+            sr: tensor(&e, &d, "noise.sr"),
+            aug: tensor(&e, &d, "noise.aug"),
+        };
+        for name in ["static", "dynamic"] {
+            let r = &runs[name];
+            let p = LayoutParams {
+                steps: 6,
+                guidance: r["guidance"].as_f64().unwrap() as f32,
+                sr_guidance: r["sr_guidance"].as_f64().unwrap() as f32,
+                dynamic_threshold: r["dyn"].as_f64(),
+                aug: r["aug"].as_f64().unwrap(),
+                base_only: false,
+            };
+            let mut calls = 0;
+            let out = c
+                .generate(&text, &empty, &p, &noise, &mut || calls += 1)
+                .unwrap();
+            assert_eq!(calls, 12, "one progress call per UNet step");
+            let low = out.low_sample.to_vec().unwrap();
+            let err = common::max_abs_diff(&low, &e.values(&format!("{name}.low")).unwrap());
+            assert!(err < 1e-4, "{name} base on {d:?}: max |Δ| {err}");
+            let high = out.high_sample.unwrap().to_vec().unwrap();
+            let err = common::max_abs_diff(&high, &e.values(&format!("{name}.high")).unwrap());
+            assert!(err < 1e-4, "{name} SR on {d:?}: max |Δ| {err}");
+            // The labels are the argmax of the SR sample, in ADE20K ids.
+            assert_eq!(out.labels.len(), 16 * 16);
+            assert!(out.labels.iter().all(|l| [3, 5, 10, 22, 69].contains(l)));
+            // Base only: the base layout upsampled by nearest.
+            let b = c
+                .generate(
+                    &text,
+                    &empty,
+                    &LayoutParams {
+                        base_only: true,
+                        ..p.clone()
+                    },
+                    &noise,
+                    &mut || {},
+                )
+                .unwrap();
+            assert!(b.high_sample.is_none());
+            let lo_idx = spadework::pipelines::layout_diffusion::argmax_channels(&low, 5, 64);
+            let ids = [3u32, 5, 10, 22, 69];
+            for (i, l) in b.labels.iter().enumerate() {
+                assert_eq!(*l, ids[lo_idx[(i / 16 / 2) * 8 + (i % 16) / 2] as usize]);
+            }
+        }
+    }
+}
+
+#[test]
+fn layout_cascade_names_bad_parameters() {
+    let d = Device::Cpu;
+    let c = LayoutCascade::from_folder(&common::fixture("layout"), &d).unwrap();
+    let e = expected();
+    let t = tensor(&e, &d, "text.tokens");
+    let text = c.text_cond(&t, &e.values("text.pooled").unwrap()).unwrap();
+    let noise = c.noise(3).unwrap();
+    let run = |p: LayoutParams| {
+        c.generate(&text, &text, &p, &noise, &mut || {})
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let base = LayoutParams::default();
+    assert!(
+        run(LayoutParams {
+            steps: 0,
+            ..base.clone()
+        })
+        .contains("steps must be 1 to 1000")
+    );
+    assert!(
+        run(LayoutParams {
+            aug: 1.5,
+            ..base.clone()
+        })
+        .contains("augmentation level")
+    );
+    assert!(
+        run(LayoutParams {
+            dynamic_threshold: Some(1.5),
+            ..base.clone()
+        })
+        .contains("--dynamic-threshold")
+    );
+    // Text of the wrong length or width is named.
+    let e2 = c.text_cond(&t, &[0.0; 5]).err().unwrap().to_string();
+    assert!(e2.contains("[1, 4, width]"), "{e2}");
+    // Noise of another shape is named.
+    let bad = LayoutNoise {
+        base: Tensor::from_vec(&d, &[1, 5, 4, 4], vec![0.0; 80]).unwrap(),
+        sr: noise.sr,
+        aug: noise.aug,
+    };
+    let msg = c
+        .generate(&text, &text, &base, &bad, &mut || {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("base noise must be [1, 5, 8, 8]"), "{msg}");
+}
+
+#[test]
+fn aug_embedding_is_cos_then_sin() {
+    let e = aug_embedding(100.0, 8);
+    assert_eq!(e.len(), 8);
+    // i = 0: frequency 1; i = 1: 10000^(-1/4) = 0.1.
+    assert!((e[0] - 100f32.cos()).abs() < 1e-6 && (e[4] - 100f32.sin()).abs() < 1e-6);
+    assert!((e[1] - 10f32.cos()).abs() < 1e-5 && (e[5] - 10f32.sin()).abs() < 1e-5);
+    assert_eq!(aug_embedding(0.0, 4), [1.0, 1.0, 0.0, 0.0]);
+}
