@@ -401,6 +401,30 @@ fn non_finite_weights_are_named_and_refused() {
     assert!(e.contains("refusing to store non-finite weights"), "{e}");
 }
 
+/// A negative BatchNorm running variance (a corrupt checkpoint) is named at load, instead of
+/// rendering NaN.
+#[test]
+fn negative_running_variance_is_named() {
+    let m = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/landscape.safetensors");
+    let bytes = std::fs::read(&m).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let name = "head_0.norm_0.param_free_norm.running_var";
+    assert_eq!(header[name]["dtype"], "F32");
+    let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + header_len;
+    let mut bad = bytes.clone();
+    bad[start + 12..start + 16].copy_from_slice(&(-0.25f32).to_le_bytes());
+    let bad_path = tmpdir().join("negvar.safetensors");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let map = tmpdir().join("negvar_map.png");
+    gray_png(&map, 64, 64, |_, _| 3);
+    let e = render(&bad_path, &map, &[]);
+    assert!(
+        e.contains(&format!("'{name}'")) && e.contains("negative variance -0.25 at channel 3"),
+        "{e}"
+    );
+}
+
 /// A full stdout or stderr (/dev/full) ends with exit code 1, not a panic.
 #[test]
 #[cfg(target_os = "linux")]

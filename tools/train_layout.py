@@ -452,7 +452,7 @@ def main():
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--dyn", type=float, default=None)
     p.add_argument("--steps-sample", type=int, default=20)
-    a = p.parse_args()
+    a = p.parse_intermixed_args()
     if a.cmd == "fixtures":
         return fixtures(a)
     if not a.work:

@@ -4,6 +4,7 @@ pub mod layout_diffusion;
 pub mod single_file;
 pub mod spade;
 pub mod stable_diffusion;
+pub mod text_to_image;
 
 pub use spade::SpadePipeline;
 pub use stable_diffusion::StableDiffusionPipeline;

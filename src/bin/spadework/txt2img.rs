@@ -1,5 +1,7 @@
-//! `spadework txt2img`: a prompt through a Stable Diffusion pipeline (a diffusers folder or a
-//! single-file checkpoint) to a PNG.
+//! `spadework txt2img`: a prompt to a PNG. Without `--weights`, the built-in stack (MiniLM → the
+//! layout cascade → the SPADE landscape model; the layout can be written out and painted on);
+//! with `--weights`, a Stable Diffusion pipeline (a diffusers folder or a single-file
+//! checkpoint).
 use crate::device_args::DeviceArgs;
 use anyhow::{Context, Result};
 use spadework::backend::Device;
@@ -17,19 +19,37 @@ use std::time::Instant;
 pub struct Txt2ImgArgs {
     /// A diffusers Stable Diffusion folder (model_index.json, tokenizer/, text_encoder/, unet/,
     /// vae/, scheduler/), or a single-file SD 1.x / 2.x checkpoint in the original LDM layout
-    /// (.safetensors or .ckpt; a .ckpt's pickle is read without running it).
+    /// (.safetensors or .ckpt; a .ckpt's pickle is read without running it). Without it: the
+    /// built-in text → layout → landscape stack (no download).
     #[arg(long)]
-    pub weights: PathBuf,
+    pub weights: Option<PathBuf>,
     /// What the image shows.
     pub prompt: String,
     /// What guidance steers away from.
     #[arg(long, default_value = "")]
     pub negative_prompt: String,
-    #[arg(long, default_value_t = 25)]
-    pub steps: usize,
-    /// Classifier-free guidance scale (≤ 1: no guidance, one UNet pass per step).
-    #[arg(long, default_value_t = 7.5, allow_negative_numbers = true)]
-    pub guidance: f32,
+    /// Denoising steps (default 25 with --weights; 20 per layout stage built in).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Classifier-free guidance scale (≤ 1: no guidance, one UNet pass per step; default 7.5
+    /// with --weights, 3 for the built-in layout model).
+    #[arg(long, allow_negative_numbers = true)]
+    pub guidance: Option<f32>,
+    /// Built in: also write the layout as a palette PNG of ADE20K ids (open it with `render
+    /// --map` or `paint --map`); with --samples K, NAME-0.png … NAME-(K-1).png.
+    #[arg(long)]
+    pub layout_out: Option<PathBuf>,
+    /// Built in: Imagen's dynamic thresholding of the layout's x̂₀ at this percentile (e.g.
+    /// 0.995); default static (no clipping).
+    #[arg(long)]
+    pub dynamic_threshold: Option<f64>,
+    /// Built in: the noise-conditioning augmentation level the super-resolution stage is told,
+    /// in [0, 1) of the schedule.
+    #[arg(long, default_value_t = 0.1)]
+    pub layout_aug: f64,
+    /// Built in: a layout cascade folder (tools/train_layout.py export) instead of the built-in.
+    #[arg(long)]
+    pub layout_model: Option<PathBuf>,
     /// Replace the folder's scheduler: ddim, pndm, euler, euler-a, dpm++2m, dpm++2m-karras, lcm.
     #[arg(long)]
     pub scheduler: Option<String>,
@@ -85,9 +105,22 @@ pub struct Txt2ImgArgs {
 }
 
 pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
+    let Some(weights) = a.weights.clone() else {
+        return builtin(a);
+    };
+    for (flag, given) in [
+        ("--layout-out", a.layout_out.is_some()),
+        ("--dynamic-threshold", a.dynamic_threshold.is_some()),
+        ("--layout-model", a.layout_model.is_some()),
+    ] {
+        if given {
+            anyhow::bail!("{flag} is for the built-in text-to-image stack (without --weights)");
+        }
+    }
+    let (steps, guidance) = (a.steps.unwrap_or(25), a.guidance.unwrap_or(7.5));
     spadework::io::check_outputs(
         &[
-            ("--weights", Some(&a.weights)),
+            ("--weights", Some(&weights)),
             ("--latents", a.latents.as_deref()),
             ("--init-image", a.init_image.as_deref()),
             ("--mask", a.mask.as_deref()),
@@ -99,7 +132,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
     let device = a.device.select()?;
     spadework::note!("using {}", device.describe());
     let mut pipe = StableDiffusionPipeline::open(
-        &a.weights,
+        &weights,
         &device,
         a.device.gpu_weights,
         a.variant.as_deref(),
@@ -187,8 +220,8 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
     let mut params = GenerateParams {
         prompt: &a.prompt,
         negative_prompt: &a.negative_prompt,
-        steps: a.steps,
-        guidance: a.guidance,
+        steps,
+        guidance,
         width,
         height,
         latents,
@@ -233,17 +266,170 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         ),
         Device::Cpu => String::new(),
     };
-    let runs = (a.steps * a.samples) as f64;
+    let runs = (steps * a.samples) as f64;
     spadework::note!(
         "{} × {width}x{height}, {} steps of {scheduler} in {:.1} ms ({:.1} ms/step; load {:.1} ms{peak}) -> {}",
         a.samples,
-        a.steps,
+        steps,
         t_run.as_secs_f64() * 1e3,
         t_run.as_secs_f64() * 1e3 / runs,
         t_load.as_secs_f64() * 1e3,
         a.output.display()
     );
     Ok(())
+}
+
+/// The built-in stack: MiniLM → layout cascade → SPADE (see the module docs).
+fn builtin(a: Txt2ImgArgs) -> Result<()> {
+    let sd_only = [
+        ("--negative-prompt", !a.negative_prompt.is_empty()),
+        ("--scheduler", a.scheduler.is_some()),
+        ("--width", a.width.is_some()),
+        ("--height", a.height.is_some()),
+        ("--latents", a.latents.is_some()),
+        ("--init-image", a.init_image.is_some()),
+        ("--vae-tiling", a.vae_tiling.is_some()),
+        ("--prediction-type", a.prediction_type.is_some()),
+        ("--variant", a.variant.is_some()),
+        ("--raw", a.raw.is_some()),
+    ];
+    if let Some((flag, _)) = sd_only.iter().find(|(_, given)| *given) {
+        anyhow::bail!(
+            "{flag} is for Stable Diffusion pipelines (--weights); the built-in stack renders a \
+             128x128 landscape from a generated layout"
+        );
+    }
+    if a.samples == 0 || a.samples > 64 {
+        anyhow::bail!("--samples must be between 1 and 64, got {}", a.samples);
+    }
+    let layout_outs: Vec<PathBuf> = match &a.layout_out {
+        None => Vec::new(),
+        Some(p) if a.samples == 1 => vec![p.clone()],
+        Some(p) => (0..a.samples).map(|k| numbered(p, k)).collect(),
+    };
+    let mut outs: Vec<(&str, Option<&std::path::Path>)> = vec![("-o", Some(&a.output))];
+    outs.extend(
+        layout_outs
+            .iter()
+            .map(|p| ("--layout-out", Some(p.as_path()))),
+    );
+    spadework::io::check_outputs(&[("--layout-model", a.layout_model.as_deref())], &outs)?;
+    let t0 = Instant::now();
+    let device = a.device.select()?;
+    spadework::note!("using {}", device.describe());
+    let stack = spadework::pipelines::text_to_image::TextToImage::builtin_parts(
+        &device,
+        a.device.gpu_weights,
+        a.layout_model.as_deref(),
+    )?;
+    let t_load = t0.elapsed();
+    let params = spadework::pipelines::layout_diffusion::LayoutParams {
+        steps: a.steps.unwrap_or(20),
+        guidance: a.guidance.unwrap_or(3.0),
+        dynamic_threshold: a.dynamic_threshold,
+        aug: a.layout_aug,
+        ..Default::default()
+    };
+    let seed = a.seed.unwrap_or(0);
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new((stack.unet_steps(&params) * a.samples) as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let palette = spadework::paint::files::Palette::for_model(&stack.spade.cfg);
+    let mut tiles = Vec::with_capacity(a.samples);
+    let mut times = spadework::pipelines::text_to_image::StageTimes::default();
+    let (mut th, mut tw) = (0, 0);
+    for k in 0..a.samples {
+        let s = seed + k as u64;
+        let out = stack.generate(&a.prompt, &params, s, &mut || bar.inc(1))?;
+        if k == 0 && out.truncated {
+            spadework::note!(
+                "warning: the prompt is longer than the text encoder's {} tokens and was truncated",
+                stack.cascade.meta.tokens
+            );
+        }
+        spadework::tensor::check_finite(&out.image, "the rendered image")?;
+        times.text += out.times.text;
+        times.layout += out.times.layout;
+        times.render += out.times.render;
+        let canvas =
+            spadework::paint::canvas::Canvas::from_ids(out.size, out.size, out.labels.clone())?;
+        if let Some(p) = layout_outs.get(k) {
+            spadework::paint::files::save_palette_png(p, &canvas, &palette)?;
+        }
+        let (h, w) = out.image_size;
+        let image = to_rgb8(&out.image, h, w);
+        if a.samples == 1 {
+            (th, tw) = (h, w);
+            tiles.push(image);
+            continue;
+        }
+        // Each sample: layout | image.
+        let layout: Vec<u8> = palette
+            .colorize(&canvas)
+            .iter()
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect();
+        let layout = resize_rgb_nearest(&layout, out.size, out.size, h, w);
+        let (tile, gh, gw) = side_by_side(&layout, &image, h, w);
+        (th, tw) = (gh, gw);
+        tiles.push(tile);
+    }
+    bar.finish_and_clear();
+    let (grid, gh, gw) = grid(&tiles, th, tw);
+    img::save_rgb_png(&a.output, &grid, gh, gw)
+        .with_context(|| format!("writing {}", a.output.display()))?;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3 / a.samples as f64;
+    spadework::note!(
+        "{} sample(s), per sample: text {:.1} ms, layout {:.1} ms ({} steps per stage, guidance \
+         {}), render {:.1} ms; load {:.1} ms -> {}",
+        a.samples,
+        ms(times.text),
+        ms(times.layout),
+        params.steps,
+        params.guidance,
+        ms(times.render),
+        t_load.as_secs_f64() * 1e3,
+        a.output.display()
+    );
+    Ok(())
+}
+
+/// `dir/name.png` → `dir/name-k.png`.
+fn numbered(p: &std::path::Path, k: usize) -> PathBuf {
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    let ext = p
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    p.with_file_name(format!("{stem}-{k}{ext}"))
+}
+
+/// An RGB8 image resized by nearest neighbour.
+fn resize_rgb_nearest(src: &[u8], sh: usize, sw: usize, h: usize, w: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(h * w * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let i = ((y * sh / h) * sw + x * sw / w) * 3;
+            out.extend_from_slice(&src[i..i + 3]);
+        }
+    }
+    out
+}
+
+/// Two RGB8 images of one size, left and right with a 2-pixel white gap.
+fn side_by_side(a: &[u8], b: &[u8], h: usize, w: usize) -> (Vec<u8>, usize, usize) {
+    let gw = 2 * w + 2;
+    let mut out = vec![255u8; h * gw * 3];
+    for y in 0..h {
+        out[y * gw * 3..][..w * 3].copy_from_slice(&a[y * w * 3..][..w * 3]);
+        out[(y * gw + w + 2) * 3..][..w * 3].copy_from_slice(&b[y * w * 3..][..w * 3]);
+    }
+    (out, h, gw)
 }
 
 /// diffusers' `postprocess`: `(x / 2 + 0.5)` clamped to [0, 1], × 255, rounded; HWC.

@@ -48,10 +48,19 @@ impl Spade {
         let param_free_norm = match norm {
             NormKind::Batch => {
                 let n = v.pp("param_free_norm");
+                let var = n.get("running_var", &[c], Init::Uniform(0.5, 1.5))?;
+                if let Some((i, x)) = var.iter().enumerate().find(|(_, x)| **x < 0.0) {
+                    anyhow::bail!(
+                        "{}: tensor '{}' holds the negative variance {x} at channel {i}; a \
+                         BatchNorm's running variance is never below 0 (a corrupt checkpoint)",
+                        v.source(),
+                        n.key("running_var")
+                    );
+                }
                 ParamFreeNorm::batch(
                     v.device(),
                     &n.get("running_mean", &[c], Init::Uniform(-0.1, 0.1))?,
-                    &n.get("running_var", &[c], Init::Uniform(0.5, 1.5))?,
+                    &var,
                 )?
             }
             NormKind::Instance => ParamFreeNorm::Instance,

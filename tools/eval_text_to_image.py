@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""DrawBench-style evaluation of the built-in text-to-image stack: held-out prompts written
+unlike the procedural world's captions, scored on the layouts spadework generates.
+
+    python3 tools/eval_text_to_image.py --spadework target/release/spadework [--samples 4]
+        [--layout-model DIR] [--guidance G] [--dynamic-threshold P] [--segnet PATH] [--out DIR]
+
+A sample passes when every class its prompt names covers at least 2 % of the layout and no
+class it excludes covers more than 30 %. Reported: the pass rate overall and per category, and,
+with --segnet (tools/segnet.py's checkpoint), the mIoU of the segmenter on the rendered images
+against the generated layouts (does the image show the layout?). A grid prompt → layout | image
+of the first samples is written to DIR/grid.png.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import landscape  # noqa: E402
+
+IDS = {name: i for i, name in landscape._NAMES.items()}
+
+# (category, prompt, classes it names, classes it excludes). Written away from the captions'
+# phrasing: synonyms (ocean, woods, stream, trail, boulders, peaks, beach, wheat, dirt), word
+# order, misspellings, negation, counts, unusual combinations and looks.
+PROMPTS = [
+    ("synonym", "the ocean beneath a clear sky", ["sea", "sky"], []),
+    ("synonym", "deep woods", ["tree"], []),
+    ("synonym", "a stream running through grassland", ["river", "grass"], []),
+    ("synonym", "a trail across a meadow", ["path", "grass"], []),
+    ("synonym", "big boulders on grass", ["rock", "grass"], []),
+    ("synonym", "tall peaks far away", ["mountain", "sky"], []),
+    ("synonym", "a beach by the ocean", ["sand", "sea"], []),
+    ("synonym", "wheat as far as the eye can see", ["field"], []),
+    ("synonym", "a pond surrounded by forest", ["water", "tree"], []),
+    ("synonym", "dunes of sand under the sun", ["sand", "sky"], []),
+    ("paraphrase", "there is a lake and behind it some mountains", ["water", "mountain"], []),
+    ("paraphrase", "you can see hills covered in grass", ["hill", "grass"], []),
+    ("paraphrase", "flowers everywhere in a field of green", ["flower", "grass"], []),
+    ("paraphrase", "a river cuts through the valley between mountains", ["river", "mountain"], []),
+    ("order", "mountains, a lake, and pine trees", ["mountain", "water", "tree"], []),
+    ("order", "sky above, sea below", ["sky", "sea"], []),
+    ("order", "at dusk: a forest and a river", ["tree", "river"], []),
+    ("misspelling", "a montain lake", ["mountain", "water"], []),
+    ("misspelling", "a forrest by a rivr", ["tree", "river"], []),
+    ("misspelling", "wildflowers in a medow", ["flower", "grass"], []),
+    ("misspelling", "snowy mountians at sunset", ["mountain"], []),
+    ("negation", "a calm sea and nothing else", ["sea", "sky"], ["tree", "mountain", "field"]),
+    ("negation", "an open grassland with no trees", ["grass"], ["tree"]),
+    ("negation", "a lake without any mountains", ["water"], ["mountain"]),
+    ("negation", "only sky and sea", ["sky", "sea"], ["tree", "grass", "mountain"]),
+    ("count", "a single rock in a field", ["rock", "field"], []),
+    ("count", "two hills and a path", ["hill", "path"], []),
+    ("count", "a few trees on a grassy hill", ["tree", "grass"], []),
+    ("combination", "a desert with a river", ["sand", "river"], []),
+    ("combination", "wheat fields beside the sea", ["field", "sea"], []),
+    ("combination", "flowers at the foot of snowy mountains", ["flower", "mountain"], []),
+    ("combination", "a path leading to a lake", ["path", "water"], []),
+    ("look", "a lake at golden hour", ["water"], []),
+    ("look", "grey overcast sky over the fields", ["sky", "field"], []),
+    ("look", "mountains in the purple twilight", ["mountain", "sky"], []),
+    ("look", "a sunny day on the beach", ["sand", "sky"], []),
+]
+
+
+def run(a, prompt, tmp, k):
+    out, lay = os.path.join(tmp, f"img{k}.png"), os.path.join(tmp, f"lay{k}.png")
+    cmd = [a.spadework, "txt2img", prompt, "-o", out, "--layout-out", lay, "--samples",
+           str(a.samples), "--seed", str(a.seed), "--backend", a.backend]
+    for flag, v in [("--guidance", a.guidance), ("--dynamic-threshold", a.dynamic_threshold),
+                    ("--layout-model", a.layout_model), ("--steps", a.steps)]:
+        if v is not None:
+            cmd += [flag, str(v)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    layouts = []
+    for j in range(a.samples):
+        p = lay if a.samples == 1 else lay[:-4] + f"-{j}.png"
+        layouts.append(np.array(Image.open(p)))  # palette indices = ADE ids
+    grid = np.array(Image.open(out).convert("RGB"))
+    return layouts, grid
+
+
+def images_of(grid, n, size=128, gap=2):
+    """The rendered images out of a --samples grid (each tile: layout | image)."""
+    if n == 1:
+        return [grid]
+    cols = int(np.ceil(np.sqrt(n)))
+    tw = 2 * size + gap
+    out = []
+    for j in range(n):
+        oy, ox = (j // cols) * (size + gap), (j % cols) * (tw + gap)
+        out.append(grid[oy:oy + size, ox + size + gap:ox + tw])
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spadework", default="target/release/spadework")
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="cpu")
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--dynamic-threshold", type=float)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--layout-model")
+    p.add_argument("--segnet", help="tools/segnet.py checkpoint: mIoU of the renders vs layouts")
+    p.add_argument("--out", default=None, help="write grid.png and results.json here")
+    a = p.parse_args()
+    results, per_cat, rows, renders, layouts_all = [], {}, [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (cat, prompt, need, excl) in enumerate(PROMPTS):
+            layouts, grid = run(a, prompt, tmp, i)
+            imgs = images_of(grid, a.samples)
+            passed = 0
+            for lay in layouts:
+                share = {c: float((lay == IDS[c]).mean()) for c in IDS}
+                ok = all(share[c] >= 0.02 for c in need) and all(share[c] <= 0.30 for c in excl)
+                passed += ok
+            results.append({"category": cat, "prompt": prompt, "passed": passed, "of": len(layouts)})
+            c = per_cat.setdefault(cat, [0, 0])
+            c[0] += passed
+            c[1] += len(layouts)
+            renders += imgs
+            layouts_all += layouts
+            rows.append((prompt, layouts[0], imgs[0]))
+            print(f"{passed}/{len(layouts)}  [{cat}] {prompt}", flush=True)
+    total = sum(r["passed"] for r in results), sum(r["of"] for r in results)
+    print(f"pass rate {total[0]}/{total[1]} = {100 * total[0] / total[1]:.1f} %")
+    for cat, (ok, n) in per_cat.items():
+        print(f"  {cat:12s} {100 * ok / n:5.1f} % ({ok}/{n})")
+    summary = {"pass_rate": total[0] / total[1], "per_category": {c: v[0] / v[1] for c, v in per_cat.items()},
+               "prompts": results, "args": vars(a)}
+    if a.segnet:
+        import segnet as sn
+        model, _ = sn.load(a.segnet)
+        pred = sn.predict(model, np.stack(renders))
+        gt = sn.to_channels(np.stack(layouts_all))
+        s = sn.scores(sn.confusion(gt, pred))
+        summary["segmenter"] = s
+        print(f"segmenter on the renders vs the layouts: mIoU {100 * s['miou']:.1f}, "
+              f"pixel accuracy {100 * s['pixel_acc']:.1f}")
+    if a.out:
+        os.makedirs(a.out, exist_ok=True)
+        with open(os.path.join(a.out, "results.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        pal = np.array(landscape.ADE20K_PALETTE, np.uint8)
+        tiles = [np.concatenate([pal[np.clip(l.astype(int) - 1, 0, 149)], np.full((128, 2, 3), 255, np.uint8), im], 1)
+                 for _, l, im in rows]
+        Image.fromarray(np.concatenate([np.concatenate([t, np.full((2, t.shape[1], 3), 255, np.uint8)], 0)
+                                        for t in tiles], 0)).save(os.path.join(a.out, "grid.png"))
+
+
+if __name__ == "__main__":
+    main()
