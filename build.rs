@@ -3,7 +3,8 @@
 //!   fails the build when a kernel file is used by no op (its name appears in no `src/ops/*.rs`);
 //! - embeds the demo model when `assets/landscape.safetensors` is present (it is in the
 //!   repository; a checkout without it builds a binary that needs `--weights`), and the text →
-//!   layout cascade when `assets/layout/` is present.
+//!   layout cascade and the look prior when `assets/layout/` and `assets/prior.safetensors` are
+//!   present.
 use std::path::Path;
 
 fn main() {
@@ -16,6 +17,11 @@ fn main() {
     println!("cargo::rerun-if-changed=assets/layout");
     if Path::new("assets/layout/layout.json").exists() {
         println!("cargo::rustc-cfg=builtin_layout");
+    }
+    println!("cargo::rustc-check-cfg=cfg(builtin_prior)");
+    println!("cargo::rerun-if-changed=assets/prior.safetensors");
+    if Path::new("assets/prior.safetensors").exists() {
+        println!("cargo::rustc-cfg=builtin_prior");
     }
     kernel_registry();
 }

@@ -3,9 +3,8 @@
 //! backends.
 mod common;
 use spadework::backend::Device;
-use spadework::pipelines::layout_diffusion::{
-    LayoutCascade, LayoutNoise, LayoutParams, aug_embedding,
-};
+use spadework::models::prior::sinusoid;
+use spadework::pipelines::layout_diffusion::{LayoutCascade, LayoutNoise, LayoutParams};
 use spadework::tensor::Tensor;
 use spadework::weights::store::WeightStore;
 
@@ -136,11 +135,42 @@ fn layout_cascade_names_bad_parameters() {
 }
 
 #[test]
-fn aug_embedding_is_cos_then_sin() {
-    let e = aug_embedding(100.0, 8);
+fn sinusoid_is_cos_then_sin() {
+    let e = sinusoid(100.0, 8);
     assert_eq!(e.len(), 8);
     // i = 0: frequency 1; i = 1: 10000^(-1/4) = 0.1.
     assert!((e[0] - 100f32.cos()).abs() < 1e-6 && (e[4] - 100f32.sin()).abs() < 1e-6);
     assert!((e[1] - 10f32.cos()).abs() < 1e-5 && (e[5] - 10f32.sin()).abs() < 1e-5);
-    assert_eq!(aug_embedding(0.0, 4), [1.0, 1.0, 0.0, 0.0]);
+    assert_eq!(sinusoid(0.0, 4), [1.0, 1.0, 0.0, 0.0]);
+}
+
+#[test]
+fn look_prior_matches_its_pytorch_twin() {
+    let store = WeightStore::load(&common::fixture("prior/tiny.safetensors")).unwrap();
+    let steps: usize = store.metadata["steps"].parse().unwrap();
+    let g: f32 = store.metadata["guidance"].parse().unwrap();
+    for d in common::devices() {
+        // The fixture's expected.* tensors are not the model's: load from a copy without them.
+        let mut model_store =
+            WeightStore::load(&common::fixture("prior/tiny.safetensors")).unwrap();
+        for n in ["text", "empty", "noise", "sample"] {
+            model_store.remove(&format!("expected.{n}"));
+        }
+        let prior =
+            spadework::pipelines::text_to_image::Prior::from_store(&model_store, &d).unwrap();
+        let z = prior
+            .sample(
+                &tensor(&store, &d, "expected.text"),
+                &tensor(&store, &d, "expected.empty"),
+                &tensor(&store, &d, "expected.noise"),
+                steps,
+                g,
+            )
+            .unwrap();
+        let err = common::max_abs_diff(
+            &z.to_vec().unwrap(),
+            &store.values("expected.sample").unwrap(),
+        );
+        assert!(err < 1e-4, "{d:?}: max |Δ| {err}");
+    }
 }

@@ -13,6 +13,7 @@
 //! percentile rule on x̂₀ (diffusers' `thresholding`). `s` is the SR stage's noise-conditioning
 //! augmentation level (a timestep of the same schedule; `aug` × 1000).
 use crate::backend::Device;
+use crate::models::prior::sinusoid;
 use crate::models::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use crate::ops::{self, LayerNorm};
 use crate::rng::Rng;
@@ -334,7 +335,7 @@ impl LayoutCascade {
             one_hot
         };
         let cond = ops::resize_nearest(&cond, hi, hi, ops::NearestRule::Torch)?;
-        let aug = aug_embedding(s as f64, self.meta.aug_dim);
+        let aug = sinusoid(s as f64, self.meta.aug_dim);
         let aug = Tensor::from_vec(&self.device, &[1, aug.len()], aug)?;
         let class_c = ops::concat(&[&text.pooled, &aug], 1)?;
         let class_u = ops::concat(&[&empty.pooled, &aug], 1)?;
@@ -432,19 +433,6 @@ fn text_width(unet: &UNet2DConditionModel) -> Result<usize> {
         .cross_attention_dim
         .spread(1, "cross_attention_dim")?;
     Ok(dims[0])
-}
-
-/// `[B, dim]` → cos then sin of `s · exp(−ln(10000) · i / (dim/2))`, i < dim/2
-/// (tools/train_layout.py `aug_embedding`).
-pub fn aug_embedding(s: f64, dim: usize) -> Vec<f32> {
-    let half = dim / 2;
-    let a: Vec<f64> = (0..half)
-        .map(|i| s * (-(10000f64.ln()) * i as f64 / half as f64).exp())
-        .collect();
-    a.iter()
-        .map(|v| v.cos() as f32)
-        .chain(a.iter().map(|v| v.sin() as f32))
-        .collect()
 }
 
 /// Per pixel, the channel with the largest value (`[K, n]` row-major → n indices; the first on

@@ -1,28 +1,108 @@
 //! The built-in text-to-image stack, no download: a sentence → the frozen MiniLM encoder → the
-//! layout cascade (a 128² segmentation map in ADE20K ids, [`super::layout_diffusion`]) → the
-//! built-in SPADE landscape model renders it. The layout is a map like any other: `render` and
-//! `paint --map` open it.
+//! layout cascade (a 128² segmentation map in ADE20K ids, [`super::layout_diffusion`]) and the
+//! look prior (the style z, [`crate::models::prior`]) → the built-in SPADE landscape model
+//! renders it. The layout is a map like any other: `render` and `paint --map` open it.
 use super::layout_diffusion::{LayoutCascade, LayoutParams};
 use super::spade::{SpadePipeline, ZSource};
 use crate::backend::{Device, WeightStorage};
 use crate::io::map_png::{MapImage, Pixels};
 use crate::models::bert::SentenceEncoder;
+use crate::models::prior::{LookPrior, PriorConfig};
 use crate::models::spade::input;
-use anyhow::Result;
+use crate::ops;
+use crate::rng::Rng;
+use crate::schedulers::{self, SchedulerConfig};
+use crate::tensor::Tensor;
+use crate::weights::store::WeightStore;
+use crate::weights::vars::Vars;
+use anyhow::{Context, Result, anyhow};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub struct TextToImage {
     pub encoder: SentenceEncoder,
     pub cascade: LayoutCascade,
+    /// The look prior; without it, z is drawn from N(0, I).
+    pub prior: Option<Prior>,
     pub spade: SpadePipeline,
 }
+
+/// The built-in look prior (tools/train_prior.py export).
+#[cfg(builtin_prior)]
+static PRIOR: Option<&[u8]> = Some(include_bytes!("../../assets/prior.safetensors"));
+#[cfg(not(builtin_prior))]
+static PRIOR: Option<&[u8]> = None;
+
+/// The look prior with its sampler.
+pub struct Prior {
+    pub model: LookPrior,
+    pub scheduler: SchedulerConfig,
+}
+
+impl Prior {
+    pub fn from_store(store: &WeightStore, device: &Device) -> Result<Prior> {
+        let cfg = store
+            .metadata
+            .get("prior_config")
+            .ok_or_else(|| anyhow!("{}: no prior_config in the header", store.source))?;
+        let cfg: PriorConfig =
+            serde_json::from_str(cfg).with_context(|| format!("{}: prior_config", store.source))?;
+        let scheduler = SchedulerConfig::from_json(&cfg.scheduler.to_string())?;
+        let v = Vars::new(store, device);
+        let model = LookPrior::load(&v, &cfg)?;
+        v.finish("")?;
+        Ok(Prior { model, scheduler })
+    }
+
+    /// The built-in prior, if this build has one.
+    pub fn builtin(device: &Device) -> Result<Option<Prior>> {
+        PRIOR
+            .map(|b| {
+                Self::from_store(
+                    &WeightStore::from_static(b, "the built-in look prior")?,
+                    device,
+                )
+            })
+            .transpose()
+    }
+
+    /// z `[1, z_dim]` from `noise` `[1, z_dim]` by DDIM with classifier-free guidance `g`
+    /// against the empty sentence (the model predicts x̂₀).
+    pub fn sample(
+        &self,
+        text: &Tensor,
+        empty: &Tensor,
+        noise: &Tensor,
+        steps: usize,
+        g: f32,
+    ) -> Result<Tensor> {
+        let mut sch = schedulers::from_config(&self.scheduler, None)?;
+        sch.set_timesteps(steps)?;
+        let ctx = ops::concat(&[text, empty], 0)?;
+        let mut x = ops::lincomb(&[(sch.init_noise_sigma() as f32, noise)])?;
+        for (i, &t) in sch.timesteps().to_vec().iter().enumerate() {
+            let both = self
+                .model
+                .forward(&ops::concat(&[&x, &x], 0)?, t as f32, &ctx)?;
+            let c = ops::narrow(&both, 0, 0, 1)?;
+            let u = ops::narrow(&both, 0, 1, 1)?;
+            let out = ops::lincomb(&[(1.0 - g, &u), (g, &c)])?;
+            x = sch.step(&out, i, &x, None)?;
+        }
+        Ok(x)
+    }
+}
+
+/// Steps and guidance of the look prior.
+pub const PRIOR_STEPS: usize = 20;
+pub const PRIOR_GUIDANCE: f32 = 2.0;
 
 /// Wall-clock time per stage.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StageTimes {
     pub text: Duration,
     pub layout: Duration,
+    pub prior: Duration,
     pub render: Duration,
 }
 
@@ -59,6 +139,7 @@ impl TextToImage {
         Ok(TextToImage {
             encoder: SentenceEncoder::builtin(device)?,
             cascade,
+            prior: Prior::builtin(device)?,
             spade: SpadePipeline::from_store(&store, device, storage)?,
         })
     }
@@ -93,13 +174,34 @@ impl TextToImage {
         times.layout = t.elapsed();
 
         let t = Instant::now();
+        let z = match &self.prior {
+            Some(prior) => {
+                let d = prior.model.cfg.z_dim;
+                let noise = Rng::new(seed ^ 0x5a5a_5a5a).normal_vec(d);
+                let noise = Tensor::from_vec(&self.spade.device, &[1, d], noise)?;
+                let pooled =
+                    |v: &[f32]| Tensor::from_vec(&self.spade.device, &[1, v.len()], v.to_vec());
+                let z = prior.sample(
+                    &pooled(&text.pooled)?,
+                    &pooled(&empty.pooled)?,
+                    &noise,
+                    PRIOR_STEPS,
+                    PRIOR_GUIDANCE,
+                )?;
+                ZSource::Given(z.to_vec()?)
+            }
+            None => ZSource::Seed(seed),
+        };
+        times.prior = t.elapsed();
+
+        let t = Instant::now();
         let map = MapImage {
             width: layout.size,
             height: layout.size,
             pixels: Pixels::Ids(layout.labels.clone()),
         };
         let prepared = input::prepare(&self.spade.cfg, &map, "the generated layout", None, None)?;
-        let (image, image_size) = self.spade.render(&prepared, Some(&ZSource::Seed(seed)))?;
+        let (image, image_size) = self.spade.render(&prepared, Some(&z))?;
         times.render = t.elapsed();
         Ok(TextToImageOutput {
             labels: layout.labels,

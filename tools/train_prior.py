@@ -1,0 +1,296 @@
+#!/usr/bin/env python3
+"""The look prior (unCLIP's prior, small): a diffusion model that maps the MiniLM sentence
+embedding to the built-in SPADE model's style z, so "at dusk", "golden hour" or "overcast"
+change the rendered light. Also the look classifier the evaluation scores looks with.
+
+    python3 tools/train_prior.py data  --work DIR [--n 4000] [--renders NPZ]
+                                             # renders → encoder means, captions
+    python3 tools/train_prior.py train --work DIR [--steps 20000] [--max-minutes 20]
+    python3 tools/train_prior.py export --work DIR --out assets/prior.safetensors
+    python3 tools/train_prior.py fixtures                       # tests/fixtures/prior/
+
+Targets are the style encoder's mean (netE of assets/landscape.safetensors) on the procedural
+world's renders; the text is the caption, with its look phrase ("at dusk", "under heavy
+clouds", …) cut out for 30 % of the samples, so a prompt that names no look draws from all
+looks. The denoiser is an MLP on [z_t, pooled text (384), sinusoid(t) (128)] → x̂₀ (unCLIP
+predicts the clean embedding), trained on a cosine schedule with 10 % of the texts dropped to the
+empty sentence for classifier-free guidance. The look classifier is a logistic regression on
+colour statistics of the renders (mean and std of RGB in the top, middle and bottom thirds).
+"""
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import landscape  # noqa: E402
+
+Z = 256
+TEXT = 384
+TEMB = 128
+WIDTH = 512
+T = 1000
+LOOKS = ["day", "golden", "overcast", "dusk"]
+# Every look phrase landscape._caption writes (its `when` lists).
+LOOK_PHRASES = ["under a blue sky with white clouds", "on a bright day with scattered clouds",
+                "on a sunny day", "under a blue sky", "in bright daylight", "at golden hour",
+                "in warm evening light", "at sunset", "under an overcast sky",
+                "on a grey cloudy day", "under heavy clouds", "at dusk", "in the purple twilight",
+                "after sunset"]
+
+
+def strip_look(caption):
+    for p in LOOK_PHRASES:  # longest first where one contains another
+        if " " + p in caption:
+            return caption.replace(" " + p, "", 1)
+    return caption
+
+
+def timestep_embedding(t, dim=TEMB):
+    """[B] → [B, dim]: cos then sin of t·exp(−ln(10000)·i/(dim/2)) (as spadework)."""
+    half = dim // 2
+    f = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / half)
+    a = t.double()[:, None] * f[None]
+    return torch.cat([a.cos(), a.sin()], 1).float()
+
+
+class Prior(nn.Module):
+    """x̂₀ = MLP([z_t, text, temb(t)]): `layers.0` … `layers.3` linear, SiLU between."""
+
+    def __init__(self, z=Z, text=TEXT, temb=TEMB, width=WIDTH):
+        super().__init__()
+        self.temb = temb
+        self.layers = nn.ModuleList([nn.Linear(z + text + temb, width), nn.Linear(width, width),
+                                     nn.Linear(width, width), nn.Linear(width, z)])
+
+    def forward(self, zt, t, text):
+        h = torch.cat([zt, text, timestep_embedding(t, self.temb)], 1)
+        for i, l in enumerate(self.layers):
+            h = l(h)
+            if i < len(self.layers) - 1:
+                h = F.silu(h)
+        return h
+
+
+def scheduler_config():
+    return {"_class_name": "DDIMScheduler", "num_train_timesteps": T,
+            "beta_schedule": "squaredcos_cap_v2", "prediction_type": "sample",
+            "clip_sample": False, "set_alpha_to_one": True, "steps_offset": 0,
+            "timestep_spacing": "leading"}
+
+
+def alphas_cumprod():
+    from diffusers import DDIMScheduler
+    return DDIMScheduler.from_config(scheduler_config()).alphas_cumprod.float()
+
+
+def color_features(images):
+    """[N, H, W, 3] uint8 → [N, 18]: mean and std of RGB in the top, middle, bottom thirds."""
+    x = images.astype(np.float32) / 255.0
+    h = x.shape[1]
+    parts = [x[:, : h // 3], x[:, h // 3: 2 * h // 3], x[:, 2 * h // 3:]]
+    return np.concatenate([np.concatenate([p.mean((1, 2)), p.std((1, 2))], 1) for p in parts], 1)
+
+
+def data(a):
+    import train_landscape as tl
+    import spade_reference as sr
+    from minilm_reference import model_dir
+    from transformers import BertModel, BertTokenizerFast
+    path = os.path.join(a.work, "prior_data.npz")
+    if os.path.exists(path):
+        print(f"{path} exists")
+        return
+    world = landscape
+    classes = tl.world_classes(world)
+    if a.renders:  # train_landscape.py's cached renders (data_128_*.npz)
+        d = dict(np.load(a.renders))
+        seeds = [int(s) for s in d["seeds"]]
+    else:
+        seeds = list(range(a.seed0, a.seed0 + a.n))
+        d = tl.render(world, seeds, 128, tl.class_lut(classes), "prior")
+    w, meta = tl.load_safetensors_np(os.path.join(HERE, "..", "assets", "landscape.safetensors"))
+    opt = tl.g_options(128, 32, True, len(classes))
+    E = sr.ConvEncoder(tl.e_options(opt))
+    miss = tl.load_folded(E, w, "netE.")
+    assert not miss, miss
+    E.eval()
+    imgs = torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    mus = []
+    with torch.no_grad():
+        for i in range(0, len(imgs), 64):
+            mu, _ = E(imgs[i:i + 64])
+            mus.append(mu)
+    mu = torch.cat(mus).numpy()
+    caps = [str(c) for c in d["captions"]]
+    looks = np.array([LOOKS.index(landscape._look(s).name) for s in seeds])
+    tok = BertTokenizerFast.from_pretrained(model_dir())
+    bert = BertModel.from_pretrained(model_dir(), add_pooling_layer=False).eval()
+
+    @torch.no_grad()
+    def pooled(texts):
+        out = []
+        for i in range(0, len(texts), 256):
+            e = tok(texts[i:i + 256], padding="max_length", truncation=True, max_length=32,
+                    return_tensors="pt")
+            h = bert(**e).last_hidden_state
+            m = e["attention_mask"].unsqueeze(-1).float()
+            out.append(F.normalize((h * m).sum(1) / m.sum(1), dim=1))
+        return torch.cat(out).numpy()
+
+    np.savez(path, mu=mu, looks=looks, captions=np.array(caps), text=pooled(caps),
+             text_nolook=pooled([strip_look(c) for c in caps]), empty=pooled([""])[0],
+             color=color_features(d["images"]), seeds=np.array(seeds))
+    print(f"wrote {path}: mu std {mu.std():.3f}, {len(caps)} renders")
+
+
+def train(a):
+    from tqdm import tqdm
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    d = np.load(os.path.join(a.work, "prior_data.npz"))
+    n_val = 200
+    mu = torch.from_numpy(d["mu"])[:-n_val]
+    text, nolook = torch.from_numpy(d["text"])[:-n_val], torch.from_numpy(d["text_nolook"])[:-n_val]
+    empty = torch.from_numpy(d["empty"])
+    model, ema = Prior(), Prior()
+    ema.load_state_dict(model.state_dict())
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
+    ac = alphas_cumprod()
+    ck = os.path.join(a.work, "prior_ckpt.pt")
+    step = 0
+    if os.path.exists(ck):
+        s = torch.load(ck, weights_only=False)
+        model.load_state_dict(s["model"]), ema.load_state_dict(s["ema"]), opt.load_state_dict(s["opt"])
+        step = s["step"]
+    t0 = time.time()
+    bar = tqdm(total=a.steps, initial=step, desc="prior")
+    while step < a.steps:
+        i = torch.randint(0, len(mu), (a.batch,))
+        x0 = mu[i]
+        c = torch.where((torch.rand(a.batch) < 0.3)[:, None], nolook[i], text[i])
+        c[torch.rand(a.batch) < 0.1] = empty
+        t = torch.randint(0, T, (a.batch,))
+        at = ac[t][:, None]
+        xt = at.sqrt() * x0 + (1 - at).sqrt() * torch.randn_like(x0)
+        loss = F.mse_loss(model(xt, t.float(), c), x0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            dec = min(0.999, (1 + step) / (10 + step))
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(dec).add_(pm, alpha=1 - dec)
+        step += 1
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % 2000 == 0 or time.time() - t0 > a.max_minutes * 60:
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                        "step": step}, ck)
+            if time.time() - t0 > a.max_minutes * 60:
+                break
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "step": step}, ck)
+    bar.close()
+    look_classifier(a, d)
+
+
+def look_classifier(a, d):
+    """Logistic regression on colour features → look; saved beside the prior (evaluation only)."""
+    x = torch.from_numpy(d["color"]).float()
+    y = torch.from_numpy(d["looks"]).long()
+    m, s = x.mean(0), x.std(0) + 1e-6
+    lin = nn.Linear(x.shape[1], len(LOOKS))
+    o = torch.optim.Adam(lin.parameters(), 0.05)
+    xn = (x - m) / s
+    for _ in range(500):
+        o.zero_grad()
+        F.cross_entropy(lin(xn[:-200]), y[:-200]).backward()
+        o.step()
+    acc = (lin(xn[-200:]).argmax(1) == y[-200:]).float().mean().item()
+    torch.save({"w": lin.weight.detach(), "b": lin.bias.detach(), "mean": m, "std": s,
+                "held_out_acc": acc}, os.path.join(a.work, "look_classifier.pt"))
+    print(f"look classifier: held-out accuracy {100 * acc:.1f} % on 200 renders")
+
+
+@torch.no_grad()
+def sample(model, text, empty, steps=20, guidance=2.0, noise=None, generator=None):
+    """The PyTorch twin of spadework's prior sampling: DDIM (x̂₀ prediction) with guidance."""
+    from diffusers import DDIMScheduler
+    b = text.shape[0]
+    x = noise.clone() if noise is not None else torch.randn(b, Z, generator=generator)
+    sch = DDIMScheduler.from_config(scheduler_config())
+    sch.set_timesteps(steps)
+    for t in sch.timesteps:
+        tt = torch.full((2 * b,), float(t))
+        both = model(torch.cat([x, x]), tt, torch.cat([text, empty.expand_as(text)]))
+        c, u = both.chunk(2)
+        x = sch.step(u + guidance * (c - u), t, x).prev_sample
+    return x
+
+
+def export(a):
+    from safetensors.torch import save_file
+    s = torch.load(os.path.join(a.work, "prior_ckpt.pt"), weights_only=False)
+    cfg = {"z_dim": Z, "text_dim": TEXT, "temb_dim": TEMB, "width": WIDTH, "layers": 4,
+           "scheduler": scheduler_config(), "trained_steps": s["step"]}
+    save_file({k: v.contiguous() for k, v in s["ema"].items()}, a.out,
+              metadata={"prior_config": json.dumps(cfg)})
+    print(f"wrote {a.out}")
+
+
+def fixtures(a):
+    from safetensors.torch import save_file
+    out = os.path.join(HERE, "..", "tests", "fixtures", "prior")
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    z, text, temb, width = 6, 5, 8, 16
+    m = Prior(z, text, temb, width).eval()
+    cfg = {"z_dim": z, "text_dim": text, "temb_dim": temb, "width": width, "layers": 4,
+           "scheduler": scheduler_config()}
+    tx, em = torch.randn(1, text), torch.randn(1, text)
+    noise = torch.randn(1, z)
+    global Z
+    Z = z
+    x = sample(m, tx, em, steps=5, guidance=2.5, noise=noise)
+    t = {k: v.contiguous() for k, v in m.state_dict().items()}
+    t.update({"expected.text": tx, "expected.empty": em, "expected.noise": noise,
+              "expected.sample": x})
+    save_file(t, os.path.join(out, "tiny.safetensors"),
+              metadata={"prior_config": json.dumps(cfg), "steps": "5", "guidance": "2.5"})
+    print(f"wrote {out}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("cmd", choices=["data", "train", "export", "fixtures"])
+    p.add_argument("--work")
+    p.add_argument("--n", type=int, default=4000)
+    p.add_argument("--seed0", type=int, default=7_000_000)
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--max-minutes", type=float, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out")
+    p.add_argument("--renders", help="reuse rendered (labels, images, captions, seeds) .npz")
+    a = p.parse_args()
+    if a.cmd == "fixtures":
+        return fixtures(a)
+    os.makedirs(a.work, exist_ok=True)
+    {"data": data, "train": train, "export": export}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
