@@ -8,8 +8,9 @@ unlike the procedural world's captions, scored on the layouts spadework generate
 A sample passes when every class its prompt names covers at least 2 % of the layout and no
 class it excludes covers more than 30 %. Reported: the pass rate overall and per category, and,
 with --segnet (tools/segnet.py's checkpoint), the mIoU of the segmenter on the rendered images
-against the generated layouts (does the image show the layout?). A grid prompt → layout | image
-of the first samples is written to DIR/grid.png.
+against the generated layouts (does the image show the layout?), and the diversity (the mean
+pixel disagreement between a prompt's samples). A grid prompt → layout | image of the first
+samples is written to DIR/grid.png.
 """
 import argparse
 import json
@@ -77,6 +78,8 @@ def run(a, prompt, tmp, k):
                     ("--layout-model", a.layout_model), ("--steps", a.steps)]:
         if v is not None:
             cmd += [flag, str(v)]
+    if a.no_sr:
+        cmd.append("--no-sr")
     subprocess.run(cmd, check=True, capture_output=True)
     layouts = []
     for j in range(a.samples):
@@ -109,15 +112,19 @@ def main():
     p.add_argument("--dynamic-threshold", type=float)
     p.add_argument("--steps", type=int)
     p.add_argument("--layout-model")
+    p.add_argument("--no-sr", action="store_true", help="the base layout upsampled by nearest")
     p.add_argument("--segnet", help="tools/segnet.py checkpoint: mIoU of the renders vs layouts")
     p.add_argument("--out", default=None, help="write grid.png and results.json here")
     a = p.parse_args()
-    results, per_cat, rows, renders, layouts_all = [], {}, [], [], []
+    results, per_cat, rows, renders, layouts_all, diversity = [], {}, [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (cat, prompt, need, excl) in enumerate(PROMPTS):
             layouts, grid = run(a, prompt, tmp, i)
             imgs = images_of(grid, a.samples)
             passed = 0
+            # Diversity: the mean pixel disagreement between this prompt's samples.
+            pairs = [(x != y).mean() for j, x in enumerate(layouts) for y in layouts[j + 1:]]
+            diversity.append(float(np.mean(pairs)) if pairs else 0.0)
             for lay in layouts:
                 share = {c: float((lay == IDS[c]).mean()) for c in IDS}
                 ok = all(share[c] >= 0.02 for c in need) and all(share[c] <= 0.30 for c in excl)
@@ -131,10 +138,11 @@ def main():
             rows.append((prompt, layouts[0], imgs[0]))
             print(f"{passed}/{len(layouts)}  [{cat}] {prompt}", flush=True)
     total = sum(r["passed"] for r in results), sum(r["of"] for r in results)
-    print(f"pass rate {total[0]}/{total[1]} = {100 * total[0] / total[1]:.1f} %")
+    print(f"pass rate {total[0]}/{total[1]} = {100 * total[0] / total[1]:.1f} %, diversity "
+          f"{np.mean(diversity):.3f} (mean pixel disagreement between a prompt's samples)")
     for cat, (ok, n) in per_cat.items():
         print(f"  {cat:12s} {100 * ok / n:5.1f} % ({ok}/{n})")
-    summary = {"pass_rate": total[0] / total[1], "per_category": {c: v[0] / v[1] for c, v in per_cat.items()},
+    summary = {"pass_rate": total[0] / total[1], "diversity": float(np.mean(diversity)), "per_category": {c: v[0] / v[1] for c, v in per_cat.items()},
                "prompts": results, "args": vars(a)}
     if a.segnet:
         import segnet as sn

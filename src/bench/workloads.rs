@@ -461,8 +461,72 @@ pub(super) fn e2e_workloads(d: &Device, quick: bool) -> Result<Vec<Work<'_>>> {
     }
     if !quick {
         v.extend(demo_workloads(d));
+        v.extend(text_to_image_workloads(d));
     }
     Ok(v)
+}
+
+/// The built-in text-to-image stack, stage by stage (default parameters, the built-in models;
+/// no rows in a build without them): the MiniLM encoder, one guided call of each layout UNet,
+/// and the whole `spadework txt2img "…"` run.
+fn text_to_image_workloads(d: &Device) -> Vec<Work<'_>> {
+    use crate::pipelines::layout_diffusion::LayoutParams;
+    use crate::pipelines::text_to_image::TextToImage;
+    const PROMPT: &str = "a calm lake below snowy mountains at dusk";
+    if crate::pipelines::layout_diffusion::LayoutCascade::builtin(&Device::Cpu).is_err() {
+        return Vec::new();
+    }
+    let stack = move || TextToImage::builtin(d, WeightStorage::F32);
+    let unet_call = move |sr: bool| {
+        move || -> Result<Ready<'_>> {
+            let t = stack()?;
+            let (m, side, b) = if sr {
+                (&t.cascade.sr, t.cascade.meta.high, 1)
+            } else {
+                (&t.cascade.base, t.cascade.meta.low, 2)
+            };
+            let (cin, tokens) = (m.cfg.in_channels, t.cascade.meta.tokens);
+            let w = t.encoder.model.cfg.hidden_size;
+            let class = m.class_embedding.as_ref().map_or(0, |c| c.linear_1.fin);
+            let x = Tensor::from_vec(d, &[b, cin, side, side], rand(b * cin * side * side, 21))?;
+            let text = Tensor::from_vec(d, &[b, tokens, w], rand(b * tokens * w, 22))?;
+            let vec = Tensor::from_vec(d, &[b, class], rand(b * class, 23))?;
+            let flop = m.flops(b, side, side, tokens);
+            Ok(Ready::new(flop, move || {
+                let m = if sr { &t.cascade.sr } else { &t.cascade.base };
+                m.forward(&x, &[500.0], &text, Some(&vec)).map(drop)
+            }))
+        }
+    };
+    vec![
+        Work::new("txt2img MiniLM encode 32 tok", "e2e", move || {
+            let t = stack()?;
+            let c = &t.encoder.model.cfg;
+            let (l, w, m) = (32.0, c.hidden_size as f64, c.intermediate_size as f64);
+            let flop = c.num_hidden_layers as f64 * (2.0 * l * (4.0 * w * w + 2.0 * w * m))
+                + c.num_hidden_layers as f64 * 4.0 * l * l * w;
+            Ok(Ready::new(flop, move || {
+                t.encoder.encode(PROMPT, 32).map(drop)
+            }))
+        }),
+        Work::new("txt2img layout base call 32² ×2", "e2e", unet_call(false)),
+        Work::new("txt2img layout SR call 128²", "e2e", unet_call(true)),
+        Work::new("txt2img built-in end to end", "e2e", move || {
+            let t = stack()?;
+            let p = LayoutParams::default();
+            let (lo, hi, tok) = (t.cascade.meta.low, t.cascade.meta.high, t.cascade.meta.tokens);
+            let guided = |g: f32| if g > 1.0 { 2 } else { 1 };
+            let flop = p.steps as f64
+                * (t.cascade.base.flops(guided(p.guidance), lo, lo, tok)
+                    + t.cascade.sr.flops(guided(p.sr_guidance), hi, hi, tok))
+                + crate::models::spade::generator_flops_executed(&t.spade.cfg)?;
+            let mut seed = 0;
+            Ok(Ready::new(flop, move || {
+                seed += 1;
+                t.generate(PROMPT, &p, seed, &mut || {}).map(drop)
+            }))
+        }),
+    ]
 }
 
 /// The built-in demo model (without one, random weights with its architecture).

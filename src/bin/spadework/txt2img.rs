@@ -47,6 +47,10 @@ pub struct Txt2ImgArgs {
     /// in [0, 1) of the schedule.
     #[arg(long, default_value_t = 0.1)]
     pub layout_aug: f64,
+    /// Built in: skip the super-resolution stage (the 32² base layout upsampled by nearest; the
+    /// cascade's ablation).
+    #[arg(long)]
+    pub no_sr: bool,
     /// Built in: a layout cascade folder (tools/train_layout.py export) instead of the built-in.
     #[arg(long)]
     pub layout_model: Option<PathBuf>,
@@ -112,6 +116,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
         ("--layout-out", a.layout_out.is_some()),
         ("--dynamic-threshold", a.dynamic_threshold.is_some()),
         ("--layout-model", a.layout_model.is_some()),
+        ("--no-sr", a.no_sr),
     ] {
         if given {
             anyhow::bail!("{flag} is for the built-in text-to-image stack (without --weights)");
@@ -328,6 +333,7 @@ fn builtin(a: Txt2ImgArgs) -> Result<()> {
         guidance: a.guidance.unwrap_or(3.0),
         dynamic_threshold: a.dynamic_threshold,
         aug: a.layout_aug,
+        base_only: a.no_sr,
         ..Default::default()
     };
     let seed = a.seed.unwrap_or(0);
