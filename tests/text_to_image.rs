@@ -174,3 +174,183 @@ fn look_prior_matches_its_pytorch_twin() {
         assert!(err < 1e-4, "{d:?}: max |Δ| {err}");
     }
 }
+
+mod cli {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    fn run(args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_spadework"))
+            .args(args)
+            .env("XDG_RUNTIME_DIR", "/tmp")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(args: &[&str]) -> String {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}: {err}");
+        err
+    }
+
+    fn fails(args: &[&str]) -> String {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        err
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("spadework-t2i-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d.join(name)
+    }
+
+    /// The landscape model's ADE20K ids.
+    fn model_ids() -> Vec<u32> {
+        let store = spadework::pipelines::spade::load_store(None).unwrap();
+        let cfg = spadework::pipelines::SpadePipeline::config_of(&store).unwrap();
+        cfg.classes.iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn builtin_txt2img_writes_an_image_and_a_layout_that_render_opens() {
+        let (out, lay) = (tmp("lake.png"), tmp("lake_layout.png"));
+        let (o, l) = (out.to_str().unwrap(), lay.to_str().unwrap());
+        let err = ok(&[
+            "txt2img",
+            "a calm lake below snowy mountains",
+            "-o",
+            o,
+            "--layout-out",
+            l,
+            "--steps",
+            "4",
+            "--backend",
+            "cpu",
+        ]);
+        assert!(
+            err.contains("text") && err.contains("layout") && err.contains("render"),
+            "{err}"
+        );
+        let img = image::open(&out).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (128, 128));
+        // Not one flat colour.
+        let first = *img.get_pixel(0, 0);
+        assert!(img.pixels().any(|p| *p != first));
+        // The layout is a palette PNG of the model's ADE20K ids (index = id)...
+        let map = spadework::io::map_png::read_map_png(&lay).unwrap();
+        let spadework::io::map_png::Pixels::Ids(ids) = map.pixels else {
+            panic!("the layout is not an id map")
+        };
+        assert_eq!((map.width, map.height), (128, 128));
+        let known = model_ids();
+        assert!(ids.iter().all(|i| known.contains(i)));
+        // ... which `render` opens as a map.
+        ok(&[
+            "render",
+            "--map",
+            l,
+            "-o",
+            tmp("again.png").to_str().unwrap(),
+            "--backend",
+            "cpu",
+        ]);
+        // The same seed gives the same layout.
+        let lay2 = tmp("lake_layout2.png");
+        ok(&[
+            "txt2img",
+            "a calm lake below snowy mountains",
+            "-o",
+            tmp("lake2.png").to_str().unwrap(),
+            "--layout-out",
+            lay2.to_str().unwrap(),
+            "--steps",
+            "4",
+            "--backend",
+            "cpu",
+        ]);
+        assert_eq!(std::fs::read(&lay).unwrap(), std::fs::read(&lay2).unwrap());
+    }
+
+    #[test]
+    fn builtin_txt2img_samples_make_a_layout_and_image_grid() {
+        let (out, lay) = (tmp("grid.png"), tmp("grid_layout.png"));
+        ok(&[
+            "txt2img",
+            "woods and a river",
+            "-o",
+            out.to_str().unwrap(),
+            "--layout-out",
+            lay.to_str().unwrap(),
+            "--samples",
+            "2",
+            "--steps",
+            "3",
+            "--no-sr",
+            "--dynamic-threshold",
+            "0.99",
+            "--backend",
+            "cpu",
+        ]);
+        // Two tiles of layout | image side by side (2-pixel gaps).
+        let img = image::open(&out).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (2 * (2 * 128 + 2) + 2, 128));
+        for k in 0..2 {
+            assert!(tmp(&format!("grid_layout-{k}.png")).exists());
+        }
+    }
+
+    #[test]
+    fn txt2img_flags_of_the_other_stack_are_named() {
+        let o = tmp("x.png");
+        let o = o.to_str().unwrap();
+        let e = fails(&["txt2img", "a lake", "-o", o, "--scheduler", "ddim"]);
+        assert!(
+            e.contains("--scheduler is for Stable Diffusion pipelines"),
+            "{e}"
+        );
+        let sd = super::common::fixture("sd/sd1/pipeline");
+        let e = fails(&[
+            "txt2img",
+            "--weights",
+            sd.to_str().unwrap(),
+            "a lake",
+            "-o",
+            o,
+            "--layout-out",
+            o,
+        ]);
+        assert!(e.contains("--layout-out is for the built-in"), "{e}");
+        let e = fails(&["txt2img", "a lake", "-o", o, "--dynamic-threshold", "1.5"]);
+        assert!(e.contains("--dynamic-threshold"), "{e}");
+        // The layout may not overwrite the image.
+        let e = fails(&["txt2img", "a lake", "-o", o, "--layout-out", o]);
+        assert!(e.contains("--layout-out") && e.contains("-o"), "{e}");
+    }
+}
+
+#[test]
+fn embed_prints_one_unit_vector_per_sentence() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spadework"))
+        .args(["embed", "a lake at dusk", "woods", "--backend", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<f32>> = text
+        .lines()
+        .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r.len(), 384);
+        let n: f32 = r.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-4, "{n}");
+    }
+}

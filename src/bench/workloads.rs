@@ -514,7 +514,11 @@ fn text_to_image_workloads(d: &Device) -> Vec<Work<'_>> {
         Work::new("txt2img built-in end to end", "e2e", move || {
             let t = stack()?;
             let p = LayoutParams::default();
-            let (lo, hi, tok) = (t.cascade.meta.low, t.cascade.meta.high, t.cascade.meta.tokens);
+            let (lo, hi, tok) = (
+                t.cascade.meta.low,
+                t.cascade.meta.high,
+                t.cascade.meta.tokens,
+            );
             let guided = |g: f32| if g > 1.0 { 2 } else { 1 };
             let flop = p.steps as f64
                 * (t.cascade.base.flops(guided(p.guidance), lo, lo, tok)
