@@ -45,16 +45,29 @@ pub fn check_pixels(what: &str, w: u64, h: u64) -> Result<()> {
 /// An image file (any format the `image` crate reads), its size checked against
 /// [`max_pixels`] from the header before decoding; `what` names it in errors.
 pub fn open_image(path: &Path, what: &str) -> Result<image::DynamicImage> {
+    let name = format!("{what} {}", path.display());
+    let reader = image::ImageReader::open(path).with_context(|| format!("cannot read {name}"))?;
+    decode(reader, &name)
+}
+
+/// [`open_image`] on a file's bytes.
+pub fn decode_image(bytes: &[u8], what: &str) -> Result<image::DynamicImage> {
+    decode(image::ImageReader::new(std::io::Cursor::new(bytes)), what)
+}
+
+fn decode<R: std::io::BufRead + std::io::Seek>(
+    reader: image::ImageReader<R>,
+    what: &str,
+) -> Result<image::DynamicImage> {
     use image::ImageDecoder;
-    let name = || format!("cannot read {what} {}", path.display());
-    let mut decoder = image::ImageReader::open(path)
-        .with_context(name)?
+    let name = || format!("cannot read {what}");
+    let mut decoder = reader
         .with_guessed_format()
         .with_context(name)?
         .into_decoder()
         .with_context(name)?;
     let (w, h) = decoder.dimensions();
-    check_pixels(&format!("{what} {}", path.display()), w as u64, h as u64)?;
+    check_pixels(what, w as u64, h as u64)?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(w);
     limits.max_image_height = Some(h);

@@ -20,13 +20,17 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     for v in data {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
+    super::write_atomic(path, &out)
 }
 
 /// Reads a little-endian f32/f64 C-order array → (shape, f32 values).
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let b = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let p = path.display();
+    parse_f32(&b, &path.display().to_string())
+}
+
+/// [`read_f32`] on a file's bytes; `p` names it in errors.
+pub fn parse_f32(b: &[u8], p: &str) -> Result<(Vec<usize>, Vec<f32>)> {
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
         bail!("{p}: not a .npy file");
     }
@@ -70,12 +74,14 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         .map(|s| s.parse())
         .collect::<Result<_, _>>()
         .with_context(|| format!("{p}: bad shape"))?;
-    let n: usize = shape.iter().product();
+    let bytes = shape
+        .iter()
+        .try_fold(size as usize, |a: usize, &d| a.checked_mul(d))
+        .with_context(|| format!("{p}: shape {shape:?} is too large"))?;
     let data = &b[hstart + hlen..];
-    if data.len() != n * size {
+    if data.len() != bytes {
         bail!(
-            "{p}: expected {} data bytes for shape {shape:?}, found {}",
-            n * size,
+            "{p}: expected {bytes} data bytes for shape {shape:?}, found {}",
             data.len()
         );
     }
@@ -93,6 +99,25 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn huge_or_short_shapes_are_errors() {
+        let npy = |shape: &str, data: usize| {
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+            let mut b = b"\x93NUMPY\x01\x00".to_vec();
+            b.extend((h.len() as u16).to_le_bytes());
+            b.extend(h.as_bytes());
+            b.extend(vec![0u8; data]);
+            super::parse_f32(&b, "z.npy")
+        };
+        let e = npy("(4294967296, 4294967296, 16)", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too large"), "{e}");
+        let e = npy("(3,)", 8).unwrap_err().to_string();
+        assert!(e.contains("expected 12 data bytes"), "{e}");
+        assert_eq!(npy("(3,)", 12).unwrap().1, [0.0; 3]);
+    }
+
     #[test]
     fn roundtrip() {
         let p = std::env::temp_dir().join(format!("spadework_npy_{}.npy", std::process::id()));
