@@ -10,7 +10,9 @@ class it excludes covers more than 30 %. Reported: the pass rate overall and per
 with --segnet (tools/segnet.py's checkpoint), the mIoU of the segmenter on the rendered images
 against the generated layouts (does the image show the layout?), and the diversity (the mean
 pixel disagreement between a prompt's samples). A grid prompt → layout | image of the first
-samples is written to DIR/grid.png.
+samples is written to DIR/grid.png. With --look-classifier, prompts that name a look (in words
+the captions do not use) are rendered and the look classifier of tools/train_prior.py reads the
+look off each image: the look agreement.
 """
 import argparse
 import json
@@ -70,6 +72,38 @@ PROMPTS = [
 ]
 
 
+# Prompts that name a look in words the captions do not use, and the look they name.
+LOOK_PROMPTS = [
+    ("day", "a lake on a bright sunny afternoon"), ("day", "mountains under clear blue skies"),
+    ("day", "a meadow at noon"), ("day", "fields in full sunshine"),
+    ("golden", "a lake at sundown"), ("golden", "warm light of the setting sun over hills"),
+    ("golden", "the sea in the golden glow of evening"), ("golden", "a forest lit by a low orange sun"),
+    ("overcast", "a lake on a gloomy grey day"), ("overcast", "hills under a dull cloudy sky"),
+    ("overcast", "a rainy-looking grey afternoon over fields"), ("overcast", "mountains under thick cloud cover"),
+    ("dusk", "a lake at twilight"), ("dusk", "mountains in the evening after the sun went down"),
+    ("dusk", "the coast at nightfall"), ("dusk", "a dim violet evening over a meadow"),
+]
+
+
+def look_agreement(a, tmp):
+    """How often the look classifier (tools/train_prior.py) reads the named look off the image."""
+    import torch
+    import train_prior as tp
+    lc = torch.load(a.look_classifier)
+    ok, conf = 0, np.zeros((4, 4), int)
+    for i, (look, prompt) in enumerate(LOOK_PROMPTS):
+        _, grid = run(a, prompt, tmp, f"look{i}")
+        for im in images_of(grid, a.samples):
+            f = torch.from_numpy(tp.color_features(im[None])).float()
+            pred = int(((((f - lc["mean"]) / lc["std"]) @ lc["w"].T) + lc["b"]).argmax())
+            conf[tp.LOOKS.index(look), pred] += 1
+            ok += tp.LOOKS[pred] == look
+    n = len(LOOK_PROMPTS) * a.samples
+    print(f"look agreement {ok}/{n} = {100 * ok / n:.1f} % (rows: named look, cols: classified; "
+          f"{tp.LOOKS})\n{conf}")
+    return {"look_agreement": ok / n, "look_confusion": conf.tolist()}
+
+
 def run(a, prompt, tmp, k):
     out, lay = os.path.join(tmp, f"img{k}.png"), os.path.join(tmp, f"lay{k}.png")
     cmd = [a.spadework, "txt2img", prompt, "-o", out, "--layout-out", lay, "--samples",
@@ -102,20 +136,8 @@ def images_of(grid, n, size=128, gap=2):
     return out
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--spadework", default="target/release/spadework")
-    p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--backend", default="cpu")
-    p.add_argument("--guidance", type=float)
-    p.add_argument("--dynamic-threshold", type=float)
-    p.add_argument("--steps", type=int)
-    p.add_argument("--layout-model")
-    p.add_argument("--no-sr", action="store_true", help="the base layout upsampled by nearest")
-    p.add_argument("--segnet", help="tools/segnet.py checkpoint: mIoU of the renders vs layouts")
-    p.add_argument("--out", default=None, help="write grid.png and results.json here")
-    a = p.parse_args()
+def evaluate(a):
+    """The prompt set through `spadework txt2img` with `a`'s settings → summary dict."""
     results, per_cat, rows, renders, layouts_all, diversity = [], {}, [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (cat, prompt, need, excl) in enumerate(PROMPTS):
@@ -136,14 +158,88 @@ def main():
             renders += imgs
             layouts_all += layouts
             rows.append((prompt, layouts[0], imgs[0]))
-            print(f"{passed}/{len(layouts)}  [{cat}] {prompt}", flush=True)
+            if not a.quiet:
+                print(f"{passed}/{len(layouts)}  [{cat}] {prompt}", flush=True)
     total = sum(r["passed"] for r in results), sum(r["of"] for r in results)
-    print(f"pass rate {total[0]}/{total[1]} = {100 * total[0] / total[1]:.1f} %, diversity "
-          f"{np.mean(diversity):.3f} (mean pixel disagreement between a prompt's samples)")
-    for cat, (ok, n) in per_cat.items():
-        print(f"  {cat:12s} {100 * ok / n:5.1f} % ({ok}/{n})")
-    summary = {"pass_rate": total[0] / total[1], "diversity": float(np.mean(diversity)), "per_category": {c: v[0] / v[1] for c, v in per_cat.items()},
+    print(f"guidance {a.guidance}, dynamic threshold {a.dynamic_threshold}: pass rate "
+          f"{total[0]}/{total[1]} = {100 * total[0] / total[1]:.1f} %, diversity "
+          f"{np.mean(diversity):.3f} (mean pixel disagreement between a prompt's samples)",
+          flush=True)
+    if not a.quiet:
+        for cat, (ok, n) in per_cat.items():
+            print(f"  {cat:12s} {100 * ok / n:5.1f} % ({ok}/{n})")
+    summary = {"pass_rate": total[0] / total[1], "diversity": float(np.mean(diversity)),
+               "per_category": {c: v[0] / v[1] for c, v in per_cat.items()},
                "prompts": results, "args": vars(a)}
+    return summary, rows, renders, layouts_all
+
+
+def pareto_plot(points, path):
+    """points: {label: [(guidance, pass rate, diversity)]} → a scatter/line PNG (PIL only):
+    x = diversity, y = pass rate, one colour per label, guidance written at each point."""
+    from PIL import ImageDraw
+    W, H, M = 640, 420, 50
+    img = Image.new("RGB", (W, H), "white")
+    d = ImageDraw.Draw(img)
+    xs = [p[2] for v in points.values() for p in v]
+    x0, x1 = 0.0, max(xs + [0.05]) * 1.1
+    X = lambda x: M + (x - x0) / (x1 - x0) * (W - 2 * M)
+    Y = lambda y: H - M - y * (H - 2 * M)
+    d.line([(M, H - M), (W - M, H - M)], fill="black")
+    d.line([(M, M), (M, H - M)], fill="black")
+    for k in range(6):
+        d.text((M - 30, Y(k / 5) - 5), f"{k * 20}%", fill="black")
+        d.text((X(x0 + k / 5 * (x1 - x0)) - 10, H - M + 8), f"{x0 + k / 5 * (x1 - x0):.2f}", fill="black")
+    d.text((W // 2 - 120, H - 20), "diversity (pixel disagreement between samples)", fill="black")
+    d.text((M, 15), "prompt pass rate vs diversity per guidance weight", fill="black")
+    for (label, pts), col in zip(points.items(), ["#1f77b4", "#d62728", "#2ca02c"]):
+        pts = sorted(pts)
+        d.line([(X(p[2]), Y(p[1])) for p in pts], fill=col, width=2)
+        for g, pr, dv in pts:
+            d.ellipse([X(dv) - 4, Y(pr) - 4, X(dv) + 4, Y(pr) + 4], fill=col)
+            d.text((X(dv) + 6, Y(pr) - 12), f"{g:g}", fill=col)
+        d.text((W - M - 150, M + 15 * list(points).index(label)), label, fill=col)
+    img.save(path)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spadework", default="target/release/spadework")
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="cpu")
+    p.add_argument("--guidance", type=float)
+    p.add_argument("--dynamic-threshold", type=float)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--layout-model")
+    p.add_argument("--no-sr", action="store_true", help="the base layout upsampled by nearest")
+    p.add_argument("--segnet", help="tools/segnet.py checkpoint: mIoU of the renders vs layouts")
+    p.add_argument("--look-classifier", help="tools/train_prior.py's look_classifier.pt: how "
+                   "often the image shows the look a prompt names")
+    p.add_argument("--sweep", help="guidance weights, e.g. 1,2,3,5,8: each static and with "
+                   "--dynamic-threshold (default 0.995) → DIR/pareto.png (Imagen's Pareto curve)")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--out", default=None, help="write grid.png and results.json here")
+    a = p.parse_args()
+    if a.sweep:
+        dyn = a.dynamic_threshold or 0.995
+        points, all_ = {"static": [], f"dynamic {dyn}": []}, []
+        for g in [float(x) for x in a.sweep.split(",")]:
+            for label, th in [("static", None), (f"dynamic {dyn}", dyn)]:
+                a.guidance, a.dynamic_threshold, a.quiet = g, th, True
+                s_, _, _, _ = evaluate(a)
+                points[label].append((g, s_["pass_rate"], s_["diversity"]))
+                all_.append({"guidance": g, "threshold": th, "pass_rate": s_["pass_rate"],
+                             "diversity": s_["diversity"]})
+        os.makedirs(a.out or ".", exist_ok=True)
+        pareto_plot(points, os.path.join(a.out or ".", "pareto.png"))
+        with open(os.path.join(a.out or ".", "sweep.json"), "w") as f:
+            json.dump(all_, f, indent=1)
+        return
+    summary, rows, renders, layouts_all = evaluate(a)
+    if a.look_classifier:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary.update(look_agreement(a, tmp))
     if a.segnet:
         import segnet as sn
         model, _ = sn.load(a.segnet)

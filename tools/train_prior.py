@@ -8,6 +8,7 @@ change the rendered light. Also the look classifier the evaluation scores looks 
     python3 tools/train_prior.py train --work DIR [--steps 20000] [--max-minutes 20]
     python3 tools/train_prior.py export --work DIR --out assets/prior.safetensors
     python3 tools/train_prior.py fixtures                       # tests/fixtures/prior/
+    python3 tools/train_prior.py ceiling --work DIR             # what the renderer allows
 
 Targets are the style encoder's mean (netE of assets/landscape.safetensors) on the procedural
 world's renders; the text is the caption, with its look phrase ("at dusk", "under heavy
@@ -271,9 +272,36 @@ def fixtures(a):
     print(f"wrote {out}")
 
 
+def ceiling(a):
+    """What the renderer allows: the built-in model renders example maps with the style
+    encoder's mean of real renders of each look (what a perfect prior would hand it), and the
+    look classifier reads the look off the images."""
+    import subprocess
+    import tempfile
+    from PIL import Image
+    d = np.load(os.path.join(a.work, "prior_data.npz"))
+    lc = torch.load(os.path.join(a.work, "look_classifier.pt"))
+    maps = ["lake", "coast", "mountains", "river_valley"]
+    conf = np.zeros((4, 4), int)
+    with tempfile.TemporaryDirectory() as tmp:
+        for look in range(4):
+            for j, i in enumerate(np.where(d["looks"][-200:] == look)[0][:8]):
+                z, out = os.path.join(tmp, "z.npy"), os.path.join(tmp, "x.png")
+                np.save(z, d["mu"][-200:][i].astype(np.float32))
+                m = os.path.join(HERE, "..", "maps", maps[j % len(maps)] + ".png")
+                subprocess.run([a.spadework, "render", "--map", m, "--z", z, "-o", out, "--backend",
+                                "cpu"], check=True, capture_output=True)
+                f = torch.from_numpy(color_features(np.array(Image.open(out).convert("RGB"))[None]))
+                conf[look, int((((f.float() - lc["mean"]) / lc["std"]) @ lc["w"].T + lc["b"]).argmax())] += 1
+    print(f"renders' own z (held-out encoder means), classified look (rows: true, cols: {LOOKS}):")
+    print(conf)
+    print(f"agreement {np.trace(conf)}/{conf.sum()} = {100 * np.trace(conf) / conf.sum():.1f} %")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("cmd", choices=["data", "train", "export", "fixtures"])
+    p.add_argument("cmd", choices=["data", "train", "export", "fixtures", "ceiling"])
+    p.add_argument("--spadework", default="target/release/spadework")
     p.add_argument("--work")
     p.add_argument("--n", type=int, default=4000)
     p.add_argument("--seed0", type=int, default=7_000_000)
@@ -289,7 +317,7 @@ def main():
     if a.cmd == "fixtures":
         return fixtures(a)
     os.makedirs(a.work, exist_ok=True)
-    {"data": data, "train": train, "export": export}[a.cmd](a)
+    {"data": data, "train": train, "export": export, "ceiling": ceiling}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ use super::layout_diffusion::{LayoutCascade, LayoutParams};
 use super::spade::{SpadePipeline, ZSource};
 use crate::backend::{Device, WeightStorage};
 use crate::io::map_png::{MapImage, Pixels};
-use crate::models::bert::SentenceEncoder;
+use crate::models::bert::{SentenceEmbedding, SentenceEncoder};
 use crate::models::prior::{LookPrior, PriorConfig};
 use crate::models::spade::input;
 use crate::ops;
@@ -25,6 +25,8 @@ pub struct TextToImage {
     /// The look prior; without it, z is drawn from N(0, I).
     pub prior: Option<Prior>,
     pub spade: SpadePipeline,
+    /// The empty sentence's encoding: guidance's unconditional input.
+    empty: SentenceEmbedding,
 }
 
 /// The built-in look prior (tools/train_prior.py export).
@@ -136,11 +138,14 @@ impl TextToImage {
             Some(dir) => LayoutCascade::from_folder(dir, device)?,
             None => LayoutCascade::builtin(device)?,
         };
+        let encoder = SentenceEncoder::builtin(device)?;
+        let empty = encoder.encode("", cascade.meta.tokens)?;
         Ok(TextToImage {
-            encoder: SentenceEncoder::builtin(device)?,
+            encoder,
             cascade,
             prior: Prior::builtin(device)?,
             spade: SpadePipeline::from_store(&store, device, storage)?,
+            empty,
         })
     }
 
@@ -161,7 +166,7 @@ impl TextToImage {
         let t = Instant::now();
         let len = self.cascade.meta.tokens;
         let text = self.encoder.encode(prompt, len)?;
-        let empty = self.encoder.encode("", len)?;
+        let empty = &self.empty;
         let text_c = self.cascade.text_cond(&text.tokens, &text.pooled)?;
         let empty_c = self.cascade.text_cond(&empty.tokens, &empty.pooled)?;
         times.text = t.elapsed();
