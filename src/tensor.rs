@@ -142,6 +142,22 @@ pub fn first_non_finite(v: &[f32]) -> Option<(usize, f32)> {
     v.iter().position(|x| !x.is_finite()).map(|i| (i, v[i]))
 }
 
+/// On the CPU backend, fails when `x` holds a NaN or an infinity, naming `layer` as the first
+/// layer that produced one (models call it after each block: a scan of the host data, cheap
+/// beside the block). GPU tensors pass unchecked; their image is checked at the end.
+pub fn check_layer(x: Tensor, layer: &str) -> anyhow::Result<Tensor> {
+    if let Data::Cpu(v) = &x.data
+        && let Some((i, bad)) = first_non_finite(v)
+    {
+        anyhow::bail!(
+            "layer {layer} is the first to produce a non-finite value ({bad} at flat index {i} of \
+             its output {:?}); the inputs or the weights of that layer produce NaN or infinity",
+            x.shape()
+        );
+    }
+    Ok(x)
+}
+
 /// Fails when `v` holds a NaN or an infinity, naming `what`, how many and the first one's index
 /// (a non-finite image would otherwise be written as a silent black one).
 pub fn check_finite(v: &[f32], what: &str) -> anyhow::Result<()> {

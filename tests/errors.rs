@@ -401,6 +401,33 @@ fn non_finite_weights_are_named_and_refused() {
     assert!(e.contains("refusing to store non-finite weights"), "{e}");
 }
 
+/// Finite weights that overflow (f32::MAX in a conv) make a non-finite activation: the CPU
+/// backend names the first layer that produced it.
+#[test]
+fn overflowing_layers_are_named() {
+    let m = model();
+    let bytes = std::fs::read(&m).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let name = "G_middle_0.conv_0.weight";
+    assert_eq!(header[name]["dtype"], "F32");
+    let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + header_len;
+    let end = header[name]["data_offsets"][1].as_u64().unwrap() as usize + 8 + header_len;
+    let mut bad = bytes.clone();
+    for i in (start..end).step_by(4) {
+        bad[i..i + 4].copy_from_slice(&f32::MAX.to_le_bytes());
+    }
+    let bad_path = tmpdir().join("overflow.safetensors");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let map = tmpdir().join("overflow_map.png");
+    gray_png(&map, 64, 64, |x, _| (x / 16) as u8);
+    let e = render(&bad_path, &map, &[]);
+    assert!(
+        e.contains("layer G_middle_0 is the first to produce a non-finite value"),
+        "{e}"
+    );
+}
+
 /// A negative BatchNorm running variance (a corrupt checkpoint) is named at load, instead of
 /// rendering NaN.
 #[test]

@@ -6,7 +6,7 @@ use super::input::SegPyramid;
 use super::norm::{NHIDDEN, Spade, onehot_conv};
 use super::resblock::{LRELU, SpadeResnetBlock};
 use crate::ops::{self, Conv2d, Linear, OneHotConv};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, check_layer};
 use crate::weights::vars::Vars;
 use anyhow::{Result, bail};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,18 +128,24 @@ impl SpadeGenerator {
                 fc.forward(z)?.reshape(&[n, 16 * self.cfg.ngf, sh, sw])?
             }
         };
-        x = self.head_0.forward(&x, seg.at(&x)?)?;
+        // Each block's output is checked finite on the CPU (`check_layer`): a NaN is reported
+        // at the layer that made it, not as a black image.
+        x = check_layer(x, "fc")?;
+        x = check_layer(self.head_0.forward(&x, seg.at(&x)?)?, "head_0")?;
         x = ops::upsample2x(&x)?;
-        x = self.G_middle_0.forward(&x, seg.at(&x)?)?;
+        x = check_layer(self.G_middle_0.forward(&x, seg.at(&x)?)?, "G_middle_0")?;
         if nup >= 6 {
             x = ops::upsample2x(&x)?;
         }
-        x = self.G_middle_1.forward(&x, seg.at(&x)?)?;
-        for up in &self.ups {
+        x = check_layer(self.G_middle_1.forward(&x, seg.at(&x)?)?, "G_middle_1")?;
+        for (i, up) in self.ups.iter().enumerate() {
             x = ops::upsample2x(&x)?;
-            x = up.forward(&x, seg.at(&x)?)?;
+            x = check_layer(up.forward(&x, seg.at(&x)?)?, &format!("up_{i}"))?;
         }
-        x = self.conv_img.forward(&ops::leaky_relu(&x, LRELU)?)?;
+        x = check_layer(
+            self.conv_img.forward(&ops::leaky_relu(&x, LRELU)?)?,
+            "conv_img",
+        )?;
         ops::tanh(&x)
     }
 }
