@@ -428,6 +428,30 @@ fn overflowing_layers_are_named() {
     );
 }
 
+/// `convert` names key tensors of the wrong rank instead of indexing into them.
+#[test]
+fn convert_names_tensors_of_the_wrong_rank() {
+    for (name, key) in [
+        ("bad_head_0dim.pth", "'head_0.conv_0.weight' has shape []"),
+        (
+            "bad_mlp_1dim.pth",
+            "'head_0.norm_0.mlp_shared.0.weight' has shape [3]",
+        ),
+    ] {
+        let out = tmpdir().join(format!("{name}.safetensors"));
+        let e = fails(&[
+            "convert",
+            fixture(&format!("pth/{name}")).to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            e.contains(key) && e.contains("not a 4-dim conv weight"),
+            "{e}"
+        );
+    }
+}
+
 /// A negative BatchNorm running variance (a corrupt checkpoint) is named at load, instead of
 /// rendering NaN.
 #[test]

@@ -208,6 +208,13 @@ def main():
         z.writestr("archive/byteorder", "little")
         z.writestr("archive/version", "3\n")
 
+    # SPADE generator checkpoints whose key tensors have the wrong number of dimensions:
+    # `convert` must name them, not index into them.
+    torch.save({"head_0.conv_0.weight": torch.tensor(2.0)}, os.path.join(OUT, "bad_head_0dim.pth"))
+    torch.save({"head_0.conv_0.weight": torch.zeros(16, 1, 1, 1),
+                "head_0.norm_0.mlp_shared.0.weight": torch.zeros(3)},
+               os.path.join(OUT, "bad_mlp_1dim.pth"))
+
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
         f.write("\n")

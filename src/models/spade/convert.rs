@@ -124,14 +124,16 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
             "{src}: no 'head_0.conv_0.weight' (nor weight_orig): this is not a SPADE generator checkpoint (expected latest_net_G.pth)"
         );
     };
-    let inferred_ngf = head[0] / 16;
+    let [head_out, _, _, _] = head[..] else {
+        bail!("{src}: 'head_0.conv_0.weight' has shape {head:?}, not a 4-dim conv weight")
+    };
+    let inferred_ngf = head_out / 16;
     if cfg.ngf == 0 {
         cfg.ngf = inferred_ngf;
     } else if cfg.ngf != inferred_ngf {
         bail!(
-            "{src}: --ngf {} but head_0.conv_0 has {} outputs (ngf {inferred_ngf})",
+            "{src}: --ngf {} but head_0.conv_0 has {head_out} outputs (ngf {inferred_ngf})",
             cfg.ngf,
-            head[0]
         );
     }
     cfg.validate()?;
@@ -153,7 +155,10 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
     let Some(ms) = store.shape(key).map(|s| s.to_vec()) else {
         bail!("{src}: missing tensor '{key}'")
     };
-    let (w_snc, flags_snc) = (ms[1], cfg.semantic_nc());
+    let [_, w_snc, kh, kw] = ms[..] else {
+        bail!("{src}: '{key}' has shape {ms:?}, not a 4-dim conv weight")
+    };
+    let flags_snc = cfg.semantic_nc();
     if w_snc != flags_snc {
         let hint = match w_snc as i64 - flags_snc as i64 {
             1 if cfg.no_instance && !cfg.contain_dontcare_label => {
@@ -179,11 +184,9 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
     }
 
     let (norm, ks) = (cfg.norm_g.norm, cfg.norm_g.kernel);
-    if ms[2] != ks || ms[3] != ks {
+    if kh != ks || kw != ks {
         bail!(
-            "{src}: SPADE convs are {}x{} but --norm-g {} says {ks}x{ks}",
-            ms[2],
-            ms[3],
+            "{src}: SPADE convs are {kh}x{kw} but --norm-g {} says {ks}x{ks}",
             cfg.norm_g
         );
     }
