@@ -358,6 +358,7 @@ fn builtin(a: Txt2ImgArgs) -> Result<()> {
         spadework::tensor::check_finite(&out.image, "the rendered image")?;
         times.text += out.times.text;
         times.layout += out.times.layout;
+        times.prior += out.times.prior;
         times.render += out.times.render;
         let canvas =
             spadework::paint::canvas::Canvas::from_ids(out.size, out.size, out.labels.clone())?;
@@ -387,14 +388,17 @@ fn builtin(a: Txt2ImgArgs) -> Result<()> {
     img::save_rgb_png(&a.output, &grid, gh, gw)
         .with_context(|| format!("writing {}", a.output.display()))?;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3 / a.samples as f64;
+    let total = times.text + times.layout + times.prior + times.render;
     spadework::note!(
-        "{} sample(s), per sample: text {:.1} ms, layout {:.1} ms ({} steps per stage, guidance \
-         {}), render {:.1} ms; load {:.1} ms -> {}",
+        "{} sample(s), per sample {:.1} ms: text {:.1} ms, layout {:.1} ms ({} steps per stage, \
+         guidance {}), look prior {:.1} ms, render {:.1} ms; load {:.1} ms -> {}",
         a.samples,
+        ms(total),
         ms(times.text),
         ms(times.layout),
         params.steps,
         params.guidance,
+        ms(times.prior),
         ms(times.render),
         t_load.as_secs_f64() * 1e3,
         a.output.display()
