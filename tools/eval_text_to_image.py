@@ -174,6 +174,49 @@ def evaluate(a):
     return summary, rows, renders, layouts_all
 
 
+FIGURE_PROMPTS = [
+    "a calm lake below snowy mountains at dusk",
+    "the ocean beneath a clear sky",
+    "a trail across a meadow full of flowers",
+    "a stream running through deep woods",
+    "golden wheat fields and rolling hills at sundown",
+    "a desert with red rock formations",
+    "an open grassland with no trees, overcast",
+    "a beach by the ocean on a sunny day",
+]
+
+
+def figure(a, path):
+    """The README figure: each prompt, then layout | image for three seeds."""
+    from PIL import ImageDraw
+    a.samples = 3
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, prompt in enumerate(FIGURE_PROMPTS):
+            _, grid = run(a, prompt, tmp, f"fig{i}")
+            # The grid is 2 columns × 2 rows of tiles for 3 samples: take the tiles in order.
+            size, gap, tw = 128, 2, 2 * 128 + 2
+            tiles = []
+            for j in range(3):
+                oy, ox = (j // 2) * (size + gap), (j % 2) * (tw + gap)
+                tiles.append(grid[oy:oy + size, ox:ox + tw])
+            label = Image.new("RGB", (200, size), "white")
+            d = ImageDraw.Draw(label)
+            words, line, y = prompt.split(), "", 8
+            for w in words:  # wrap at ~30 characters
+                if len(line) + len(w) > 30:
+                    d.text((6, y), line, fill="black")
+                    line, y = "", y + 14
+                line = (line + " " + w).strip()
+            d.text((6, y), line, fill="black")
+            gapc = np.full((size, 6, 3), 255, np.uint8)
+            rows.append(np.concatenate([np.array(label)] + sum([[gapc, t] for t in tiles], []), 1))
+            print(prompt, flush=True)
+    sep = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
+    Image.fromarray(np.concatenate(sum([[r, sep] for r in rows], [])[:-1], 0)).save(path)
+    print(f"wrote {path}")
+
+
 def pareto_plot(points, path):
     """points: {label: [(guidance, pass rate, diversity)]} → a scatter/line PNG (PIL only):
     x = diversity, y = pass rate, one colour per label, guidance written at each point."""
@@ -219,8 +262,11 @@ def main():
     p.add_argument("--sweep", help="guidance weights, e.g. 1,2,3,5,8: each static and with "
                    "--dynamic-threshold (default 0.995) → DIR/pareto.png (Imagen's Pareto curve)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--figure", help="write the README figure (8 prompts × 3 seeds) here and stop")
     p.add_argument("--out", default=None, help="write grid.png and results.json here")
     a = p.parse_args()
+    if a.figure:
+        return figure(a, a.figure)
     if a.sweep:
         dyn = a.dynamic_threshold or 0.995
         points, all_ = {"static": [], f"dynamic {dyn}": []}, []
