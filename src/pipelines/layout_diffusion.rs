@@ -66,7 +66,9 @@ pub struct LayoutParams {
 impl Default for LayoutParams {
     fn default() -> Self {
         LayoutParams {
-            steps: 20,
+            // 10 steps per stage: the prompt pass rate of 20 at half the time
+            // (docs/text_to_image.md).
+            steps: 10,
             guidance: 3.0,
             sr_guidance: 1.0,
             dynamic_threshold: None,

@@ -28,7 +28,7 @@ pub struct Txt2ImgArgs {
     /// What guidance steers away from.
     #[arg(long, default_value = "")]
     pub negative_prompt: String,
-    /// Denoising steps (default 25 with --weights; 20 per layout stage built in).
+    /// Denoising steps (default 25 with --weights; 10 per layout stage built in).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Classifier-free guidance scale (≤ 1: no guidance, one UNet pass per step; default 7.5
@@ -329,7 +329,7 @@ fn builtin(a: Txt2ImgArgs) -> Result<()> {
     )?;
     let t_load = t0.elapsed();
     let params = spadework::pipelines::layout_diffusion::LayoutParams {
-        steps: a.steps.unwrap_or(20),
+        steps: a.steps.unwrap_or(10),
         guidance: a.guidance.unwrap_or(3.0),
         dynamic_threshold: a.dynamic_threshold,
         aug: a.layout_aug,
