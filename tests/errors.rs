@@ -41,6 +41,27 @@ fn ok(args: &[&str]) {
     );
 }
 
+/// A copy of the model file `src` as `out` (in the temp dir) with the values of its f32 tensor
+/// `name` rewritten by `patch`.
+fn patched_copy(src: &Path, name: &str, out: &str, patch: impl FnOnce(&mut [f32])) -> PathBuf {
+    let mut bytes = std::fs::read(src).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    assert_eq!(header[name]["dtype"], "F32", "{name}");
+    let offset = |i: usize| header[name]["data_offsets"][i].as_u64().unwrap() as usize;
+    let range = offset(0) + 8 + header_len..offset(1) + 8 + header_len;
+    let mut values: Vec<f32> = bytes[range.clone()]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    patch(&mut values);
+    let patched: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    bytes[range].copy_from_slice(&patched);
+    let path = tmpdir().join(out);
+    std::fs::write(&path, &bytes).unwrap();
+    path
+}
+
 const NL_FLAGS: &[&str] = &[
     "--label-nc",
     "12",
@@ -374,15 +395,8 @@ fn non_finite_weights_are_named_and_refused() {
         .find(|n| n.ends_with(".weight") && store.shape(n).unwrap().len() == 4)
         .unwrap()
         .to_string();
-    // Rewrite the file with one NaN in that tensor (f32 storage: patch its bytes).
-    let bytes = std::fs::read(&m).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    let start = header[&name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + header_len;
-    let mut bad = bytes.clone();
-    bad[start + 4..start + 8].copy_from_slice(&f32::NAN.to_le_bytes());
-    let bad_path = tmpdir().join("nan.safetensors");
-    std::fs::write(&bad_path, &bad).unwrap();
+    // Rewrite the file with one NaN in that tensor.
+    let bad_path = patched_copy(&m, &name, "nan.safetensors", |v| v[1] = f32::NAN);
     let map = tmpdir().join("nan_map.png");
     gray_png(&map, 64, 64, |_, _| 1);
     let e = render(&bad_path, &map, &[]);
@@ -405,20 +419,12 @@ fn non_finite_weights_are_named_and_refused() {
 /// backend names the first layer that produced it.
 #[test]
 fn overflowing_layers_are_named() {
-    let m = model();
-    let bytes = std::fs::read(&m).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
-    let name = "G_middle_0.conv_0.weight";
-    assert_eq!(header[name]["dtype"], "F32");
-    let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + header_len;
-    let end = header[name]["data_offsets"][1].as_u64().unwrap() as usize + 8 + header_len;
-    let mut bad = bytes.clone();
-    for i in (start..end).step_by(4) {
-        bad[i..i + 4].copy_from_slice(&f32::MAX.to_le_bytes());
-    }
-    let bad_path = tmpdir().join("overflow.safetensors");
-    std::fs::write(&bad_path, &bad).unwrap();
+    let bad_path = patched_copy(
+        &model(),
+        "G_middle_0.conv_0.weight",
+        "overflow.safetensors",
+        |v| v.fill(f32::MAX),
+    );
     let map = tmpdir().join("overflow_map.png");
     gray_png(&map, 64, 64, |x, _| (x / 16) as u8);
     let e = render(&bad_path, &map, &[]);
@@ -457,16 +463,8 @@ fn convert_names_tensors_of_the_wrong_rank() {
 #[test]
 fn negative_running_variance_is_named() {
     let m = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/landscape.safetensors");
-    let bytes = std::fs::read(&m).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
     let name = "head_0.norm_0.param_free_norm.running_var";
-    assert_eq!(header[name]["dtype"], "F32");
-    let start = header[name]["data_offsets"][0].as_u64().unwrap() as usize + 8 + header_len;
-    let mut bad = bytes.clone();
-    bad[start + 12..start + 16].copy_from_slice(&(-0.25f32).to_le_bytes());
-    let bad_path = tmpdir().join("negvar.safetensors");
-    std::fs::write(&bad_path, &bad).unwrap();
+    let bad_path = patched_copy(&m, name, "negvar.safetensors", |v| v[3] = -0.25);
     let map = tmpdir().join("negvar_map.png");
     gray_png(&map, 64, 64, |_, _| 3);
     let e = render(&bad_path, &map, &[]);

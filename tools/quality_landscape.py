@@ -207,15 +207,7 @@ def penultimate(model: sn.SegUNet, images: np.ndarray, batch: int = 32) -> torch
     model.eval()
     outs = []
     for s in range(0, len(images), batch):
-        x = sn.to_input(images[s:s + batch])
-        skips = []
-        for i, e in enumerate(model.enc):
-            x = e(x if i == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
-        x = model.mid(F.max_pool2d(x, 2))
-        for i in reversed(range(4)):
-            x = model.dec[i](torch.cat([model.up[i](x), skips[i]], 1))
-        outs.append(x)
+        outs.append(model.features(sn.to_input(images[s:s + batch])))
     return torch.cat(outs)
 
 

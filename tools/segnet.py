@@ -139,6 +139,10 @@ class SegUNet(nn.Module):
                     nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last decoder block's output (the input of the 1x1 head)."""
         skips = []
         for i, e in enumerate(self.enc):
             x = e(x if i == 0 else F.max_pool2d(x, 2))
@@ -146,7 +150,7 @@ class SegUNet(nn.Module):
         x = self.mid(F.max_pool2d(x, 2))
         for i in reversed(range(4)):
             x = self.dec[i](torch.cat([self.up[i](x), skips[i]], 1))
-        return self.head(x)
+        return x
 
 
 def n_params(m: nn.Module) -> int:

@@ -3,6 +3,7 @@
 //! ([`crate::weights::vars`]).
 pub mod bert;
 pub mod clip;
+pub mod hf_tokenizer;
 pub mod prior;
 pub mod spade;
 pub mod unet;

@@ -1,8 +1,8 @@
 //! BERT's WordPiece tokenizer as transformers' `BertTokenizerFast` runs it (`tokenizer.json`:
 //! BertNormalizer lower-casing, BertPreTokenizer, WordPiece with `##` continuations), with
 //! `[CLS]` … `[SEP]` and padding to a fixed length applied here, whatever the file sets.
-use anyhow::{Context, Result, anyhow, bail};
-use std::io::Read;
+use crate::models::hf_tokenizer as hf;
+use anyhow::{Context, Result, bail};
 
 pub struct WordPieceTokenizer {
     inner: tokenizers::Tokenizer,
@@ -33,28 +33,8 @@ impl Encoding {
 impl WordPieceTokenizer {
     /// A `tokenizer.json` (Hugging Face tokenizers format), plain or gzipped.
     pub fn from_bytes(raw: &[u8], source: &str) -> Result<WordPieceTokenizer> {
-        let text = if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut s = String::new();
-            flate2::read::GzDecoder::new(raw)
-                .read_to_string(&mut s)
-                .with_context(|| format!("{source}: not a readable gzip file"))?;
-            s
-        } else {
-            String::from_utf8(raw.to_vec()).with_context(|| format!("{source}: not UTF-8"))?
-        };
-        let mut inner: tokenizers::Tokenizer = text
-            .parse()
-            .map_err(|e| anyhow!("{source}: not a tokenizer.json: {e}"))?;
-        inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| anyhow!("{source}: {e}"))?;
-        inner.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
-        let id = |t: &str| {
-            inner
-                .token_to_id(t)
-                .ok_or_else(|| anyhow!("{source}: the vocabulary has no '{t}' token"))
-        };
+        let inner = hf::parse_bare(&hf::text_of(raw, source)?, source)?;
+        let id = |t: &str| hf::token_id(&inner, t, source);
         Ok(WordPieceTokenizer {
             cls: id("[CLS]")?,
             sep: id("[SEP]")?,
@@ -71,11 +51,7 @@ impl WordPieceTokenizer {
 
     /// The word pieces of `text` without special tokens.
     pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| anyhow!("{}: cannot tokenize {text:?}: {e}", self.source))?;
-        Ok(enc.get_ids().to_vec())
+        hf::encode_raw(&self.inner, text, &self.source)
     }
 
     /// `[CLS]` + `text` + `[SEP]` in exactly `len` tokens: truncated (keeping `[SEP]`) or padded,

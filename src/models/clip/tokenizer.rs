@@ -8,8 +8,8 @@
 //! with `special_tokens_map.json` / `tokenizer_config.json` for the pad token), or built from
 //! OpenAI's merges file (`bpe_simple_vocab_16e6.txt.gz`, shipped in `assets/clip/`) with the
 //! vocabulary derived from it as OpenAI's tokenizer does. The `tokenizers` crate runs it.
+use crate::models::hf_tokenizer as hf;
 use anyhow::{Context, Result, anyhow, bail};
-use std::io::Read;
 use std::path::Path;
 
 /// The tokens a CLIP text encoder takes.
@@ -116,15 +116,7 @@ impl ClipTokenizer {
         pad: &str,
         source: &str,
     ) -> Result<ClipTokenizer> {
-        let text = if raw.starts_with(&[0x1f, 0x8b]) {
-            let mut s = String::new();
-            flate2::read::GzDecoder::new(raw)
-                .read_to_string(&mut s)
-                .with_context(|| format!("{source}: not a readable gzip file"))?;
-            s
-        } else {
-            String::from_utf8(raw.to_vec()).with_context(|| format!("{source}: not UTF-8"))?
-        };
+        let text = hf::text_of(raw, source)?;
         const FIXED: usize = 512 + 2;
         if !(FIXED..=CLIP_VOCAB).contains(&vocab_size) {
             bail!(
@@ -162,25 +154,14 @@ impl ClipTokenizer {
     }
 
     fn from_json_text(text: &str, pad: &str, source: &str) -> Result<ClipTokenizer> {
-        let mut inner: tokenizers::Tokenizer = text
-            .parse()
-            .map_err(|e| anyhow!("{source}: not a tokenizer.json: {e}"))?;
         // BOS/EOS, truncation and padding are applied by `encode`, whatever the file sets.
-        inner.with_padding(None);
-        inner
-            .with_truncation(None)
-            .map_err(|e| anyhow!("{source}: {e}"))?;
-        inner.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
+        let mut inner = hf::parse_bare(text, source)?;
         // transformers registers the pad token as a special token: SD 2.x's `!` then always
         // stands alone ("wow!!!" is `wow` + three `!`), never merged into a punctuation run.
         if pad != BOS && pad != EOS {
             inner.add_special_tokens(&[tokenizers::AddedToken::from(pad.to_string(), true)]);
         }
-        let id = |t: &str| {
-            inner
-                .token_to_id(t)
-                .ok_or_else(|| anyhow!("{source}: the vocabulary has no '{t}' token"))
-        };
+        let id = |t: &str| hf::token_id(&inner, t, source);
         Ok(ClipTokenizer {
             bos: id(BOS)?,
             eos: id(EOS)?,
@@ -192,11 +173,7 @@ impl ClipTokenizer {
 
     /// The ids of `text` without BOS/EOS, truncation or padding.
     pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| anyhow!("{}: cannot tokenize {text:?}: {e}", self.source))?;
-        Ok(enc.get_ids().to_vec())
+        hf::encode_raw(&self.inner, text, &self.source)
     }
 
     /// BOS + `text` + EOS, truncated to [`MAX_TOKENS`] (the end token kept) and padded.
