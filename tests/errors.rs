@@ -10,37 +10,6 @@ fn tmpdir() -> PathBuf {
     d
 }
 
-/// Runs the CLI, expects failure with exit code 1 (not a panic's 101); returns stderr.
-fn fails(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_spadework"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "expected a clean error for {args:?}, got {:?}:\n{err}",
-        out.status
-    );
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-fn ok(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_spadework"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A copy of the model file `src` as `out` (in the temp dir) with the values of its f32 tensor
 /// `name` rewritten by `patch`.
 fn patched_copy(src: &Path, name: &str, out: &str, patch: impl FnOnce(&mut [f32])) -> PathBuf {

@@ -176,30 +176,8 @@ fn look_prior_matches_its_pytorch_twin() {
 }
 
 mod cli {
+    use super::common::{fails, ok};
     use std::path::PathBuf;
-    use std::process::Command;
-
-    fn run(args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_spadework"))
-            .args(args)
-            .env("XDG_RUNTIME_DIR", "/tmp")
-            .output()
-            .unwrap()
-    }
-
-    fn ok(args: &[&str]) -> String {
-        let out = run(args);
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "{args:?}: {err}");
-        err
-    }
-
-    fn fails(args: &[&str]) -> String {
-        let out = run(args);
-        let err = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        err
-    }
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("spadework-t2i-{}", std::process::id()));
@@ -333,10 +311,7 @@ mod cli {
 
 #[test]
 fn embed_prints_one_unit_vector_per_sentence() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_spadework"))
-        .args(["embed", "a lake at dusk", "woods", "--backend", "cpu"])
-        .output()
-        .unwrap();
+    let out = common::run_cli(&["embed", "a lake at dusk", "woods", "--backend", "cpu"]);
     assert!(
         out.status.success(),
         "{}",

@@ -42,3 +42,34 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
     spadework::rng::Rng::new(seed).uniform_vec(n, -1.0, 1.0)
 }
+
+/// Runs the CLI (`spadework ARGS`) and returns its output.
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_spadework"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap()
+}
+
+/// Runs the CLI, expects success; returns stderr.
+pub fn ok(args: &[&str]) -> String {
+    let out = run_cli(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{args:?}: {err}");
+    err
+}
+
+/// Runs the CLI, expects failure with exit code 1 (not a panic's 101); returns stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = run_cli(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected a clean error for {args:?}, got {:?}:\n{err}",
+        out.status
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
