@@ -4,6 +4,7 @@ unlike the procedural world's captions, scored on the layouts spadework generate
 
     python3 tools/eval_text_to_image.py --spadework target/release/spadework [--samples 4]
         [--layout-model DIR] [--guidance G] [--dynamic-threshold P] [--segnet PATH] [--out DIR]
+    python3 tools/eval_text_to_image.py --torch-base WORK --encoder minilm|bow   # base stage only
 
 A sample passes when every class its prompt names covers at least 2 % of the layout and no
 class it excludes covers more than 30 %. Reported: the pass rate overall and per category, and,
@@ -109,7 +110,8 @@ def run(a, prompt, tmp, k):
     cmd = [a.spadework, "txt2img", prompt, "-o", out, "--layout-out", lay, "--samples",
            str(a.samples), "--seed", str(a.seed), "--backend", a.backend]
     for flag, v in [("--guidance", a.guidance), ("--dynamic-threshold", a.dynamic_threshold),
-                    ("--layout-model", a.layout_model), ("--steps", a.steps)]:
+                    ("--layout-model", a.layout_model), ("--steps", a.steps),
+                    ("--layout-aug", a.layout_aug)]:
         if v is not None:
             cmd += [flag, str(v)]
     if a.no_sr:
@@ -121,6 +123,33 @@ def run(a, prompt, tmp, k):
         layouts.append(np.array(Image.open(p)))  # palette indices = ADE ids
     grid = np.array(Image.open(out).convert("RGB"))
     return layouts, grid
+
+
+_TORCH = {}
+
+
+def run_torch(a, prompt):
+    """--torch-base: the base stage alone in PyTorch (train_layout.py's twin of the engine's
+    sampler, DDIM with guidance against the empty text), upsampled by nearest to 128², with the
+    frozen MiniLM or the bag-of-words baseline (--encoder) → (layouts as ADE ids, no images)."""
+    import torch
+    import train_layout as tl
+    if not _TORCH:
+        torch.set_num_threads(1)
+        if a.encoder == "bow":
+            _TORCH["base"], _TORCH["enc"] = tl.load_bow(a.torch_base)
+        else:
+            _TORCH["base"], _TORCH["enc"] = tl.load_ema(a.torch_base, "base"), tl.TextEncoder()
+        with torch.no_grad():
+            _TORCH["empty"] = _TORCH["enc"]([""])
+    g = torch.Generator().manual_seed(a.seed + 7919 * len(prompt))
+    with torch.no_grad():
+        text = _TORCH["enc"]([prompt] * a.samples)
+        low, _ = tl.sample_layouts(_TORCH["base"], None, text, _TORCH["empty"], steps=a.steps or 10,
+                                   guidance=3.0 if a.guidance is None else a.guidance,
+                                   dyn=a.dynamic_threshold, generator=g)
+    ids = np.array(tl.ADE_IDS, np.uint8)[low.argmax(1).numpy()]
+    return [np.kron(x, np.ones((4, 4), np.uint8)) for x in ids], None
 
 
 def images_of(grid, n, size=128, gap=2):
@@ -141,8 +170,12 @@ def evaluate(a):
     results, per_cat, rows, renders, layouts_all, diversity = [], {}, [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (cat, prompt, need, excl) in enumerate(PROMPTS):
-            layouts, grid = run(a, prompt, tmp, i)
-            imgs = images_of(grid, a.samples)
+            if a.torch_base:
+                layouts, grid = run_torch(a, prompt)
+                imgs = [np.zeros((128, 128, 3), np.uint8)] * len(layouts)
+            else:
+                layouts, grid = run(a, prompt, tmp, i)
+                imgs = images_of(grid, a.samples)
             passed = 0
             # Diversity: the mean pixel disagreement between this prompt's samples.
             pairs = [(x != y).mean() for j, x in enumerate(layouts) for y in layouts[j + 1:]]
@@ -256,11 +289,17 @@ def main():
     p.add_argument("--steps", type=int)
     p.add_argument("--layout-model")
     p.add_argument("--no-sr", action="store_true", help="the base layout upsampled by nearest")
+    p.add_argument("--layout-aug", type=float, help="the SR stage's noise-conditioning "
+                   "augmentation level at inference (spadework's default 0.1)")
     p.add_argument("--segnet", help="tools/segnet.py checkpoint: mIoU of the renders vs layouts")
     p.add_argument("--look-classifier", help="tools/train_prior.py's look_classifier.pt: how "
                    "often the image shows the look a prompt names")
     p.add_argument("--sweep", help="guidance weights, e.g. 1,2,3,5,8: each static and with "
                    "--dynamic-threshold (default 0.995) → DIR/pareto.png (Imagen's Pareto curve)")
+    p.add_argument("--torch-base", metavar="WORK", help="score train_layout.py's base stage in "
+                   "WORK in PyTorch instead (no SR, no images), with --encoder")
+    p.add_argument("--encoder", choices=["minilm", "bow"], default="minilm",
+                   help="with --torch-base: the frozen MiniLM or the bag-of-words baseline")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--figure", help="write the README figure (8 prompts × 3 seeds) here and stop")
     p.add_argument("--out", default=None, help="write grid.png and results.json here")

@@ -4,6 +4,7 @@
 
     python3 tools/train_layout.py data  --work DIR [--n 20000]         # layouts, captions, MiniLM
     python3 tools/train_layout.py base  --work DIR --steps 6000 --max-minutes 60
+    python3 tools/train_layout.py base  --work DIR --encoder bow ...   # the bag-of-words baseline
     python3 tools/train_layout.py sr    --work DIR --steps 4000 --max-minutes 60
     python3 tools/train_layout.py export --work DIR --out assets/layout  # f16 diffusers folders
     python3 tools/train_layout.py sample --work DIR "a lake at dusk" [...]  # a grid, PyTorch side
@@ -27,6 +28,7 @@ The stages, each a diffusers `UNet2DConditionModel` that spadework's Stable Diff
   vector [pooled text (384), sinusoid(s) (64)]. Trained on 64² crops (16² of the low res).
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -115,6 +117,41 @@ class TextEncoder:
         return F.layer_norm(h, (TEXT_DIM,), eps=1e-5), pooled
 
 
+class BowEncoder(torch.nn.Module):
+    """The baseline text encoder Imagen compares a frozen pretrained one against: a bag of words
+    of the same width (384) trained from scratch with the base model on the captions alone.
+    Words are the lower-case letter runs of the text, looked up in the training captions'
+    vocabulary (unknown words share one embedding, padding another); no word order, no
+    pretraining. Token states = the layer-normed embeddings of the first 32 words (padded), pooled
+    = the normalised mean of the real words' embeddings (zero for an empty text)."""
+    PAD, UNK = 0, 1
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.vocab = list(vocab)
+        self.index = {w: i + 2 for i, w in enumerate(self.vocab)}
+        self.emb = torch.nn.Embedding(len(self.vocab) + 2, TEXT_DIM)
+
+    @staticmethod
+    def words(text):
+        import re
+        return re.findall(r"[a-z]+", text.lower())
+
+    @classmethod
+    def from_captions(cls, captions):
+        return cls(sorted({w for c in captions for w in cls.words(c)}))
+
+    def forward(self, texts):
+        ids = torch.zeros(len(texts), TOKENS, dtype=torch.long)
+        for b, t in enumerate(texts):
+            w = [self.index.get(x, self.UNK) for x in self.words(t)][:TOKENS]
+            ids[b, :len(w)] = torch.tensor(w, dtype=torch.long)
+        h = self.emb(ids)
+        m = (ids != self.PAD).unsqueeze(-1).float()
+        pooled = F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1.0), p=2, dim=1, eps=1e-12)
+        return F.layer_norm(h, (TEXT_DIM,), eps=1e-5), pooled
+
+
 def class_index(label):
     lut = np.full(256, 255, np.uint8)
     for i, c in enumerate(ADE_IDS):
@@ -187,13 +224,17 @@ def train(a, stage):
     et, ep = torch.from_numpy(d["empty_tokens"]), torch.from_numpy(d["empty_pooled"])
     n_val = 200
     n = len(hr) - n_val  # the last 200 are held out
+    bow = stage == "base" and a.encoder == "bow"
+    captions = [str(c) for c in d["captions"]] if bow else None
     model = build(stage)
-    ema = build(stage)
-    ema.load_state_dict(model.state_dict())
+    if bow:  # the UNet and its bag-of-words encoder are one trained model
+        model = torch.nn.ModuleDict({"unet": model, "text": BowEncoder.from_captions(captions[:len(hr) - 200])})
+    ema = copy.deepcopy(model)
     ema.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
     ac = alphas_cumprod()
-    ck = os.path.join(a.work, f"{stage}_ckpt.pt")
+    name = "base_bow" if bow else stage
+    ck = os.path.join(a.work, f"{name}_ckpt.pt")
     step = 0
     if os.path.exists(ck):
         s = torch.load(ck, map_location="cpu", weights_only=False)
@@ -208,18 +249,22 @@ def train(a, stage):
 
     def save():
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "rng": torch.get_rng_state()}, ck + ".tmp")
+                    "step": step, "rng": torch.get_rng_state(),
+                    "vocab": model["text"].vocab if bow else None}, ck + ".tmp")
         os.replace(ck + ".tmp", ck)
 
-    log = open(os.path.join(a.work, f"{stage}_log.jsonl"), "a")
+    log = open(os.path.join(a.work, f"{name}_log.jsonl"), "a")
     t0 = time.time()
-    bar = tqdm(total=a.steps, initial=step, desc=stage)
+    bar = tqdm(total=a.steps, initial=step, desc=name)
     model.train()
     while step < a.steps:
         i = torch.randint(0, n, (a.batch,))
-        ctx, vec = toks[i].float(), pooled[i]
         drop = torch.rand(a.batch) < 0.1
-        ctx[drop], vec[drop] = et, ep
+        if bow:
+            ctx, vec = model["text"](["" if dr else captions[j] for j, dr in zip(i.tolist(), drop)])
+        else:
+            ctx, vec = toks[i].float(), pooled[i]
+            ctx[drop], vec[drop] = et, ep
         if stage == "base":
             x0 = one_hot(lr[i])
             cond = None
@@ -241,7 +286,8 @@ def train(a, stage):
         xt = at.sqrt() * x0 + (1 - at).sqrt() * noise
         v = at.sqrt() * noise - (1 - at).sqrt() * x0
         inp = xt if cond is None else torch.cat([xt, cond], 1)
-        pred = model(inp, t, encoder_hidden_states=ctx, class_labels=vec).sample
+        unet = model["unet"] if bow else model
+        pred = unet(inp, t, encoder_hidden_states=ctx, class_labels=vec).sample
         loss = F.mse_loss(pred, v)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -276,6 +322,14 @@ def load_ema(work, stage):
     m.load_state_dict(torch.load(os.path.join(work, f"{stage}_ckpt.pt"), map_location="cpu",
                                  weights_only=False)["ema"])
     return m.eval()
+
+
+def load_bow(work):
+    """The bag-of-words baseline's EMA weights → (UNet, BowEncoder)."""
+    s = torch.load(os.path.join(work, "base_bow_ckpt.pt"), map_location="cpu", weights_only=False)
+    m = torch.nn.ModuleDict({"unet": build("base"), "text": BowEncoder(s["vocab"])})
+    m.load_state_dict(s["ema"])
+    return m["unet"].eval(), m["text"].eval()
 
 
 @torch.no_grad()
@@ -452,6 +506,9 @@ def main():
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--dyn", type=float, default=None)
     p.add_argument("--steps-sample", type=int, default=20)
+    p.add_argument("--encoder", choices=["minilm", "bow"], default="minilm",
+                   help="base: the frozen MiniLM, or the bag-of-words baseline trained with it "
+                        "(checkpoint base_bow_ckpt.pt; scored by eval_text_to_image.py --torch-base)")
     a = p.parse_intermixed_args()
     if a.cmd == "fixtures":
         return fixtures(a)
