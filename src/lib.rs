@@ -15,6 +15,8 @@
 //! - [`bench`]: the workloads and reports of `spadework bench`.
 pub mod backend;
 pub mod bench;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod io;
 pub mod models;
 pub mod ops;

@@ -443,6 +443,44 @@ fn negative_running_variance_is_named() {
     );
 }
 
+/// An integer tensor in a checkpoint is named as "not floating point" (not a decoding error about
+/// bytes), under its name with DataParallel's `module.` prefix dropped
+/// (`tests/fixtures/pth/int_module.pth`: `module.fc.weight` int64, `module.fc.bias` f32).
+#[test]
+fn integer_tensor_is_named_not_floating_point() {
+    let out = tmpdir().join("int_module.safetensors");
+    let e = fails(&[
+        "convert",
+        fixture("pth/int_module.pth").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--preset",
+        "ade20k",
+    ]);
+    assert!(
+        e.contains("tensor 'fc.weight' is not floating point"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}
+
+/// A `--z` with a NaN is named (the file and the index), not rendered as a black image.
+#[test]
+fn non_finite_z_is_named() {
+    let mut z = vec![0.5f32; 256];
+    z[5] = f32::NAN;
+    let zp = tmpdir().join("nan_z.npy");
+    spadework::io::npy::write_f32(&zp, &[1, 256], &z).unwrap();
+    let map = tmpdir().join("nan_z_map.png");
+    gray_png(&map, 64, 64, |_, _| 3);
+    let m = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/landscape.safetensors");
+    let e = render(&m, &map, &["--z", zp.to_str().unwrap()]);
+    assert!(
+        e.contains("--z") && e.contains("nan_z.npy") && e.contains("at index 5"),
+        "{e}"
+    );
+}
+
 /// A full stdout or stderr (/dev/full) ends with exit code 1, not a panic.
 #[test]
 #[cfg(target_os = "linux")]
@@ -674,4 +712,31 @@ fn many_unknown_ids_give_a_short_error() {
     ]);
     assert!(e.contains("and 4084 more"), "{e}");
     assert!(e.len() < 2000, "{} bytes: {e}", e.len());
+}
+
+/// The fuzzers' minimised corpora (`fuzz/corpus/<target>/`, committed) replayed through the same
+/// entry points the libFuzzer targets call: every input the fuzzers kept for its coverage stays a
+/// regression test, on every `cargo test`.
+#[test]
+fn fuzz_corpora_replay_without_panic() {
+    use spadework::fuzz_entry as f;
+    let targets: [(&str, fn(&[u8])); 5] = [
+        ("pth", f::pth),
+        ("safetensors", f::safetensors),
+        ("map_png", f::map_png),
+        ("image", f::image),
+        ("npy", f::npy),
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    for (name, run) in targets {
+        let dir = root.join(name);
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            run(&data);
+            n += 1;
+        }
+        assert!(n >= 10, "{}: only {n} inputs; the corpus is missing", dir.display());
+    }
 }

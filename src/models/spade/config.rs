@@ -275,6 +275,15 @@ impl SpadeConfig {
         if self.ngf == 0 || self.ngf > MAX_NGF {
             bail!("ngf {} is outside 1..={MAX_NGF}", self.ngf);
         }
+        for (name, fin, fout) in self.blocks()? {
+            if fin == 0 || fout == 0 {
+                bail!(
+                    "ngf {} gives {name} {fin} input and {fout} output channels (NVlabs' up_4 has \
+                     ngf/2 with num_upsampling_layers most); every layer needs at least one",
+                    self.ngf
+                );
+            }
+        }
         if self.label_nc == 0 || self.label_nc > MAX_LABELS {
             bail!("label_nc {} is outside 1..={MAX_LABELS}", self.label_nc);
         }
@@ -331,6 +340,10 @@ mod tests {
             "encoder_layers 1000000000",
         );
         bad(&|c| c.ngf = 0, "ngf 0");
+        bad(
+            &|c| (c.ngf, c.num_upsampling_layers) = (1, "most".into()),
+            "up_4 1 input and 0 output channels",
+        );
         bad(&|c| c.label_nc = usize::MAX, "label_nc");
         bad(&|c| c.z_dim = 0, "z_dim 0");
         bad(
