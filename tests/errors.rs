@@ -443,9 +443,10 @@ fn negative_running_variance_is_named() {
     );
 }
 
-/// An integer tensor in a checkpoint is named as "not floating point" (not a decoding error about
-/// bytes), under its name with DataParallel's `module.` prefix dropped
-/// (`tests/fixtures/pth/int_module.pth`: `module.fc.weight` int64, `module.fc.bias` f32).
+/// A training checkpoint wrapping a DataParallel generator is unwrapped, saying so, and its
+/// integer tensor is named as "not floating point" (not a decoding error about bytes)
+/// (`tests/fixtures/pth/int_module.pth`: `{"state_dict": {"module.head_0.conv_0.weight": f32,
+/// "module.fc.weight": int64}, "epoch": 3}`).
 #[test]
 fn integer_tensor_is_named_not_floating_point() {
     let out = tmpdir().join("int_module.safetensors");
@@ -458,7 +459,8 @@ fn integer_tensor_is_named_not_floating_point() {
         "ade20k",
     ]);
     assert!(
-        e.contains("tensor 'fc.weight' is not floating point"),
+        e.contains("a wrapped checkpoint; using the tensors under 'state_dict.module.'")
+            && e.contains("tensor 'fc.weight' is not floating point"),
         "{e}"
     );
     assert!(!out.exists());

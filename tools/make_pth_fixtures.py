@@ -214,9 +214,11 @@ def main():
     torch.save({"head_0.conv_0.weight": torch.zeros(16, 1, 1, 1),
                 "head_0.norm_0.mlp_shared.0.weight": torch.zeros(3)},
                os.path.join(OUT, "bad_mlp_1dim.pth"))
-    # An integer tensor under DataParallel's `module.` prefix: named as not floating point.
-    torch.save({"module.fc.weight": torch.zeros(4, 3, dtype=torch.int64),
-                "module.fc.bias": torch.zeros(4)}, os.path.join(OUT, "int_module.pth"))
+    # A training checkpoint wrapping a DataParallel generator ({"state_dict": {"module.…"}}):
+    # unwrapped, saying so; its integer tensor is named as not floating point.
+    torch.save({"state_dict": {"module.head_0.conv_0.weight": torch.zeros(16, 1, 3, 3),
+                               "module.fc.weight": torch.zeros(4, 3, dtype=torch.int64)},
+                "epoch": 3}, os.path.join(OUT, "int_module.pth"))
 
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)

@@ -11,15 +11,36 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Reads a `.pth` into name → (shape, f32 values), dropping a DataParallel `module.` prefix.
-fn read_checkpoint(path: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>, bool)>> {
+/// Reads a `.pth` into name → (shape, f32 values, is floating point). A wrapped checkpoint (a
+/// training script's `{"state_dict": …}`, DataParallel's `module.`, or both) is unwrapped, saying
+/// so: the prefix is the one in front of the first name ending in one of `anchors` (the tensor
+/// every such checkpoint has), and only the tensors under it are kept.
+fn read_checkpoint(
+    path: &Path,
+    anchors: &[&str],
+) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>, bool)>> {
     let entries = load_pth(path)?;
     if entries.is_empty() {
         bail!("{}: the checkpoint holds no tensors", path.display());
     }
+    let prefix = entries
+        .iter()
+        .find_map(|(n, _)| anchors.iter().find_map(|a| n.strip_suffix(a)))
+        .filter(|p| p.is_empty() || p.ends_with('.'))
+        .unwrap_or("")
+        .to_string();
+    if !prefix.is_empty() {
+        crate::note!(
+            "note: {}: a wrapped checkpoint; using the tensors under '{prefix}'",
+            path.display()
+        );
+    }
     let mut out = BTreeMap::new();
     for (name, t) in entries {
-        let name = name.strip_prefix("module.").unwrap_or(&name).to_string();
+        let Some(name) = name.strip_prefix(prefix.as_str()) else {
+            continue;
+        };
+        let name = name.to_string();
         let RawTensor {
             dtype, ref shape, ..
         } = t;
@@ -113,7 +134,7 @@ fn fold(
 /// `cfg.ngf == 0` means "infer from the weights".
 pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result<WeightStore> {
     let src = netg.display().to_string();
-    let raw = read_checkpoint(netg)?;
+    let raw = read_checkpoint(netg, &["head_0.conv_0.weight", "head_0.conv_0.weight_orig"])?;
     let mut store = WeightStore::new(&src);
     fold(netg, raw, "", &mut store)?;
 
@@ -234,7 +255,7 @@ pub fn convert(netg: &Path, nete: Option<&Path>, mut cfg: SpadeConfig) -> Result
         }
     }
     if let Some(e) = nete {
-        let raw = read_checkpoint(e)?;
+        let raw = read_checkpoint(e, &["fc_mu.weight"])?;
         fold(e, raw, "netE.", &mut store)?;
         if !store.contains("netE.fc_mu.weight") {
             bail!(
