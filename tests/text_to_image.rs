@@ -34,12 +34,13 @@ fn layout_cascade_matches_its_pytorch_twin() {
             sr: tensor(&e, &d, "noise.sr"),
             aug: tensor(&e, &d, "noise.aug"),
         };
-        for name in ["static", "dynamic"] {
+        for name in ["none", "static", "dynamic"] {
             let r = &runs[name];
             let p = LayoutParams {
                 steps: 6,
                 guidance: r["guidance"].as_f64().unwrap() as f32,
                 sr_guidance: r["sr_guidance"].as_f64().unwrap() as f32,
+                static_threshold: r["clip"].as_bool().unwrap(),
                 dynamic_threshold: r["dyn"].as_f64(),
                 aug: r["aug"].as_f64().unwrap(),
                 base_only: false,
@@ -116,6 +117,14 @@ fn layout_cascade_names_bad_parameters() {
             ..base.clone()
         })
         .contains("--dynamic-threshold")
+    );
+    assert!(
+        run(LayoutParams {
+            static_threshold: true,
+            dynamic_threshold: Some(0.9),
+            ..base.clone()
+        })
+        .contains("exclude each other")
     );
     // Text of the wrong length or width is named.
     let e2 = c.text_cond(&t, &[0.0; 5]).err().unwrap().to_string();

@@ -116,6 +116,8 @@ def run(a, prompt, tmp, k):
             cmd += [flag, str(v)]
     if a.no_sr:
         cmd.append("--no-sr")
+    if a.static_threshold:
+        cmd.append("--static-threshold")
     subprocess.run(cmd, check=True, capture_output=True)
     layouts = []
     for j in range(a.samples):
@@ -147,7 +149,7 @@ def run_torch(a, prompt):
         text = _TORCH["enc"]([prompt] * a.samples)
         low, _ = tl.sample_layouts(_TORCH["base"], None, text, _TORCH["empty"], steps=a.steps or 10,
                                    guidance=3.0 if a.guidance is None else a.guidance,
-                                   dyn=a.dynamic_threshold, generator=g)
+                                   dyn=a.dynamic_threshold, clip=a.static_threshold, generator=g)
     ids = np.array(tl.ADE_IDS, np.uint8)[low.argmax(1).numpy()]
     return [np.kron(x, np.ones((4, 4), np.uint8)) for x in ids], None
 
@@ -194,7 +196,7 @@ def evaluate(a):
             if not a.quiet:
                 print(f"{passed}/{len(layouts)}  [{cat}] {prompt}", flush=True)
     total = sum(r["passed"] for r in results), sum(r["of"] for r in results)
-    print(f"guidance {a.guidance}, dynamic threshold {a.dynamic_threshold}: pass rate "
+    print(f"guidance {a.guidance}, static threshold {a.static_threshold}, dynamic threshold {a.dynamic_threshold}: pass rate "
           f"{total[0]}/{total[1]} = {100 * total[0] / total[1]:.1f} %, diversity "
           f"{np.mean(diversity):.3f} (mean pixel disagreement between a prompt's samples)",
           flush=True)
@@ -270,6 +272,8 @@ def pareto_plot(points, path):
     d.text((M, 15), "prompt pass rate vs diversity per guidance weight", fill="black")
     for (label, pts), col in zip(points.items(), ["#1f77b4", "#d62728", "#2ca02c"]):
         pts = sorted(pts)
+        if not pts:
+            continue
         d.line([(X(p[2]), Y(p[1])) for p in pts], fill=col, width=2)
         for g, pr, dv in pts:
             d.ellipse([X(dv) - 4, Y(pr) - 4, X(dv) + 4, Y(pr) + 4], fill=col)
@@ -286,6 +290,7 @@ def main():
     p.add_argument("--backend", default="cpu")
     p.add_argument("--guidance", type=float)
     p.add_argument("--dynamic-threshold", type=float)
+    p.add_argument("--static-threshold", action="store_true", help="clip x̂₀ to [-1, 1] (Imagen's static thresholding)")
     p.add_argument("--steps", type=int)
     p.add_argument("--layout-model")
     p.add_argument("--no-sr", action="store_true", help="the base layout upsampled by nearest")
@@ -294,8 +299,9 @@ def main():
     p.add_argument("--segnet", help="tools/segnet.py checkpoint: mIoU of the renders vs layouts")
     p.add_argument("--look-classifier", help="tools/train_prior.py's look_classifier.pt: how "
                    "often the image shows the look a prompt names")
-    p.add_argument("--sweep", help="guidance weights, e.g. 1,2,3,5,8: each static and with "
-                   "--dynamic-threshold (default 0.995) → DIR/pareto.png (Imagen's Pareto curve)")
+    p.add_argument("--sweep", help="guidance weights, e.g. 1,2,3,5,8: each without thresholding, "
+                   "with static thresholding and with --dynamic-threshold (default 0.995) → "
+                   "DIR/sweep.json (resumable) and DIR/pareto.png (Imagen's Pareto curve)")
     p.add_argument("--torch-base", metavar="WORK", help="score train_layout.py's base stage in "
                    "WORK in PyTorch instead (no SR, no images), with --encoder")
     p.add_argument("--encoder", choices=["minilm", "bow"], default="minilm",
@@ -307,19 +313,28 @@ def main():
     if a.figure:
         return figure(a, a.figure)
     if a.sweep:
+        # Three curves: no thresholding, static (clip to [-1, 1]) and dynamic. Points already in
+        # DIR/sweep.json are kept, so a sweep resumes or extends an earlier one.
         dyn = a.dynamic_threshold or 0.995
-        points, all_ = {"static": [], f"dynamic {dyn}": []}, []
+        out = a.out or "."
+        os.makedirs(out, exist_ok=True)
+        path = os.path.join(out, "sweep.json")
+        all_ = json.load(open(path)) if os.path.exists(path) else []
+        curves = [("none", None), ("static", "static"), (f"dynamic {dyn}", dyn)]
         for g in [float(x) for x in a.sweep.split(",")]:
-            for label, th in [("static", None), (f"dynamic {dyn}", dyn)]:
-                a.guidance, a.dynamic_threshold, a.quiet = g, th, True
+            for label, th in curves:
+                if any(r["guidance"] == g and r["threshold"] == th for r in all_):
+                    continue
+                a.guidance, a.quiet = g, True
+                a.static_threshold, a.dynamic_threshold = th == "static", None if th in (None, "static") else th
                 s_, _, _, _ = evaluate(a)
-                points[label].append((g, s_["pass_rate"], s_["diversity"]))
                 all_.append({"guidance": g, "threshold": th, "pass_rate": s_["pass_rate"],
                              "diversity": s_["diversity"]})
-        os.makedirs(a.out or ".", exist_ok=True)
-        pareto_plot(points, os.path.join(a.out or ".", "pareto.png"))
-        with open(os.path.join(a.out or ".", "sweep.json"), "w") as f:
-            json.dump(all_, f, indent=1)
+                with open(path, "w") as f:
+                    json.dump(all_, f, indent=1)
+        points = {label: [(r["guidance"], r["pass_rate"], r["diversity"]) for r in all_
+                          if r["threshold"] == th] for label, th in curves}
+        pareto_plot(points, os.path.join(out, "pareto.png"))
         return
     summary, rows, renders, layouts_all = evaluate(a)
     if a.look_classifier:

@@ -333,7 +333,7 @@ def load_bow(work):
 
 
 @torch.no_grad()
-def sample_layouts(base, sr, text, empty, steps=20, guidance=3.0, dyn=None, aug=0.1,
+def sample_layouts(base, sr, text, empty, steps=20, guidance=3.0, dyn=None, clip=False, aug=0.1,
                    sr_guidance=1.0, generator=None, noise=None, k=K, low=LOW, high=HIGH,
                    aug_dim=AUG_DIM):
     """The PyTorch twin of spadework's LayoutCascade::generate. text, empty = (layer-normed
@@ -348,8 +348,10 @@ def sample_layouts(base, sr, text, empty, steps=20, guidance=3.0, dyn=None, aug=
         noise = tuple(torch.randn(s, generator=generator)
                       for s in [(b, k, low, low), (b, k, high, high), (b, k, low, low)])
     cfg = scheduler_config()
-    if dyn is not None:
+    if dyn is not None:  # Imagen's dynamic thresholding
         cfg = dict(cfg, thresholding=True, dynamic_thresholding_ratio=dyn)
+    if clip:  # Imagen's static thresholding
+        cfg = dict(cfg, clip_sample=True, clip_sample_range=1.0)
 
     def run(model, x, cond, vec_c, vec_u, g):
         sch = DDIMScheduler.from_config(cfg)
@@ -423,8 +425,9 @@ def fixtures(a):
     noise = (torch.randn(1, k, low, low), torch.randn(1, k, high, high), torch.randn(1, k, low, low))
     t = {"text.tokens": raw, "text.pooled": pooled, "empty.tokens": raw_e, "empty.pooled": pooled_e,
          "noise.base": noise[0], "noise.sr": noise[1], "noise.aug": noise[2]}
-    runs = {"static": dict(guidance=3.0, dyn=None, aug=0.2, sr_guidance=1.0),
-            "dynamic": dict(guidance=4.0, dyn=0.9, aug=0.0, sr_guidance=2.0)}
+    runs = {"none": dict(guidance=3.0, dyn=None, clip=False, aug=0.2, sr_guidance=1.0),
+            "static": dict(guidance=5.0, dyn=None, clip=True, aug=0.1, sr_guidance=2.0),
+            "dynamic": dict(guidance=4.0, dyn=0.9, clip=False, aug=0.0, sr_guidance=2.0)}
     for name, r in runs.items():
         lo, hi = sample_layouts(models["base"], models["sr"], (ln(raw), pooled), (ln(raw_e), pooled_e),
                                 steps=6, noise=noise, k=k, low=low, high=high, aug_dim=aug_dim, **r)

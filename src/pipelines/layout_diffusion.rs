@@ -55,7 +55,11 @@ pub struct LayoutParams {
     pub guidance: f32,
     /// Guidance of the super-resolution stage.
     pub sr_guidance: f32,
-    /// Imagen's dynamic thresholding at this percentile (e.g. 0.995); `None`: static (no clip).
+    /// Imagen's static thresholding: x̂₀ clipped to [-1, 1] at every step (diffusers'
+    /// `clip_sample`).
+    pub static_threshold: bool,
+    /// Imagen's dynamic thresholding at this percentile (e.g. 0.995; diffusers' `thresholding`).
+    /// Neither: x̂₀ is used as predicted.
     pub dynamic_threshold: Option<f64>,
     /// The SR stage's augmentation level in [0, 1) (fraction of the schedule).
     pub aug: f64,
@@ -71,6 +75,7 @@ impl Default for LayoutParams {
             steps: 10,
             guidance: 3.0,
             sr_guidance: 1.0,
+            static_threshold: false,
             dynamic_threshold: None,
             aug: 0.1,
             base_only: false,
@@ -284,6 +289,9 @@ impl LayoutCascade {
         {
             bail!("--dynamic-threshold must be a percentile in (0, 1], got {r}");
         }
+        if p.static_threshold && p.dynamic_threshold.is_some() {
+            bail!("static and dynamic thresholding exclude each other; choose one");
+        }
         let (k, lo, hi) = (self.classes(), self.meta.low, self.meta.high);
         for (t, side, what) in [
             (&noise.base, lo, "base"),
@@ -382,6 +390,10 @@ impl LayoutCascade {
         if let Some(r) = p.dynamic_threshold {
             cfg.thresholding = true;
             cfg.dynamic_thresholding_ratio = r;
+        }
+        if p.static_threshold {
+            cfg.clip_sample = Some(true);
+            cfg.clip_sample_range = 1.0;
         }
         let mut scheduler = schedulers::from_config(&cfg, None)?;
         scheduler.set_timesteps(p.steps)?;

@@ -40,9 +40,12 @@ pub struct Txt2ImgArgs {
     #[arg(long)]
     pub layout_out: Option<PathBuf>,
     /// Built in: Imagen's dynamic thresholding of the layout's x̂₀ at this percentile (e.g.
-    /// 0.995); default static (no clipping).
-    #[arg(long)]
+    /// 0.995); default: neither this nor --static-threshold.
+    #[arg(long, conflicts_with = "static_threshold")]
     pub dynamic_threshold: Option<f64>,
+    /// Built in: Imagen's static thresholding, the layout's x̂₀ clipped to [-1, 1] at every step.
+    #[arg(long)]
+    pub static_threshold: bool,
     /// Built in: the noise-conditioning augmentation level the super-resolution stage is told,
     /// in [0, 1) of the schedule.
     #[arg(long, default_value_t = 0.1)]
@@ -115,6 +118,7 @@ pub fn txt2img(a: Txt2ImgArgs) -> Result<()> {
     for (flag, given) in [
         ("--layout-out", a.layout_out.is_some()),
         ("--dynamic-threshold", a.dynamic_threshold.is_some()),
+        ("--static-threshold", a.static_threshold),
         ("--layout-model", a.layout_model.is_some()),
         ("--no-sr", a.no_sr),
     ] {
@@ -331,6 +335,7 @@ fn builtin(a: Txt2ImgArgs) -> Result<()> {
     let params = spadework::pipelines::layout_diffusion::LayoutParams {
         steps: a.steps.unwrap_or(10),
         guidance: a.guidance.unwrap_or(3.0),
+        static_threshold: a.static_threshold,
         dynamic_threshold: a.dynamic_threshold,
         aug: a.layout_aug,
         base_only: a.no_sr,
