@@ -252,6 +252,29 @@ def figure(a, path):
     print(f"wrote {path}")
 
 
+def threshold_figure(a, path, prompt="a trail across a meadow", guidances=(1, 3, 8)):
+    """Layouts of one prompt (4 samples) per guidance weight: without thresholding, static, and
+    dynamic (0.995) — what thresholding does to a guided layout."""
+    from PIL import ImageDraw
+    a.samples = 4
+    cols = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for g in guidances:
+            rows = []
+            for label, st, dy in [("none", False, None), ("static", True, None), ("dynamic", False, 0.995)]:
+                a.guidance, a.static_threshold, a.dynamic_threshold = float(g), st, dy
+                layouts, _ = run(a, prompt, tmp, f"th{g}{label}")
+                pal = np.array(landscape.ADE20K_PALETTE, np.uint8)
+                tiles = [pal[np.clip(l.astype(int) - 1, 0, 149)][::2, ::2] for l in layouts]
+                row = np.concatenate(sum([[t, np.full((64, 2, 3), 255, np.uint8)] for t in tiles], [])[:-1], 1)
+                head = Image.new("RGB", (row.shape[1], 14), "white")
+                ImageDraw.Draw(head).text((2, 1), f"guidance {g:g}, {label}", fill="black")
+                rows += [np.array(head), row, np.full((6, row.shape[1], 3), 255, np.uint8)]
+            cols += [np.concatenate(rows, 0), np.full((sum(r.shape[0] for r in rows), 10, 3), 255, np.uint8)]
+    Image.fromarray(np.concatenate(cols[:-1], 1)).save(path)
+    print(f"wrote {path}")
+
+
 def pareto_plot(points, path):
     """points: {label: [(guidance, pass rate, diversity)]} → a scatter/line PNG (PIL only):
     x = diversity, y = pass rate, one colour per label, guidance written at each point."""
@@ -309,9 +332,13 @@ def main():
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--figure", help="write the README figure (8 prompts × 3 seeds) here and stop")
     p.add_argument("--out", default=None, help="write grid.png and results.json here")
+    p.add_argument("--threshold-figure", help="write the thresholding figure (one prompt's layouts "
+                   "per guidance weight, without / static / dynamic thresholding) here and stop")
     a = p.parse_args()
     if a.figure:
         return figure(a, a.figure)
+    if a.threshold_figure:
+        return threshold_figure(a, a.threshold_figure)
     if a.sweep:
         # Three curves: no thresholding, static (clip to [-1, 1]) and dynamic. Points already in
         # DIR/sweep.json are kept, so a sweep resumes or extends an earlier one.
