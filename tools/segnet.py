@@ -422,7 +422,7 @@ def bench(a) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--work", default="/work/landscape_run/segnet")
+    ap.add_argument("--work", default="/work/landscape_runs/segnet")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--n-train", type=int, default=4000)
     ap.add_argument("--n-val", type=int, default=200)
