@@ -348,8 +348,8 @@ def sample_layouts(base, sr, text, empty, steps=20, guidance=3.0, dyn=None, clip
         noise = tuple(torch.randn(s, generator=generator)
                       for s in [(b, k, low, low), (b, k, high, high), (b, k, low, low)])
     cfg = scheduler_config()
-    if dyn is not None:  # Imagen's dynamic thresholding
-        cfg = dict(cfg, thresholding=True, dynamic_thresholding_ratio=dyn)
+    if dyn is not None:  # Imagen's dynamic thresholding: s = max(1, percentile), no upper cap
+        cfg = dict(cfg, thresholding=True, dynamic_thresholding_ratio=dyn, sample_max_value=float("inf"))
     if clip:  # Imagen's static thresholding
         cfg = dict(cfg, clip_sample=True, clip_sample_range=1.0)
 

@@ -390,6 +390,9 @@ impl LayoutCascade {
         if let Some(r) = p.dynamic_threshold {
             cfg.thresholding = true;
             cfg.dynamic_thresholding_ratio = r;
+            // Imagen's rule: s = max(1, percentile), with no upper cap. Diffusers caps s at
+            // `sample_max_value` (1.0 in these configs), which would make it static clipping.
+            cfg.sample_max_value = f64::INFINITY;
         }
         if p.static_threshold {
             cfg.clip_sample = Some(true);
