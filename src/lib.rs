@@ -46,7 +46,7 @@ mod layering {
         &["models", "schedulers"],
         &["pipelines"],
         &["paint"],
-        &["bench"],
+        &["bench", "fuzz_entry"],
     ];
 
     fn layer(m: &str) -> Option<usize> {
