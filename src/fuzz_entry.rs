@@ -47,6 +47,10 @@ pub fn image(data: &[u8]) {
 /// `.npy` arrays (`--z`, `--latents`): an array whose size matches its shape.
 pub fn npy(data: &[u8]) {
     if let Ok((shape, values)) = crate::io::npy::parse_f32(data, "fuzz input") {
-        assert_eq!(shape.iter().product::<usize>(), values.len(), "npy: shape and data disagree");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "npy: shape and data disagree"
+        );
     }
 }

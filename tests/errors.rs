@@ -739,6 +739,10 @@ fn fuzz_corpora_replay_without_panic() {
             run(&data);
             n += 1;
         }
-        assert!(n >= 10, "{}: only {n} inputs; the corpus is missing", dir.display());
+        assert!(
+            n >= 10,
+            "{}: only {n} inputs; the corpus is missing",
+            dir.display()
+        );
     }
 }

@@ -154,6 +154,12 @@ def run_torch(a, prompt):
     return [np.kron(x, np.ones((4, 4), np.uint8)) for x in ids], None
 
 
+def ade_colours(layout):
+    """A layout of ADE20K ids → its ADE20K colours [H, W, 3]."""
+    pal = np.array(landscape.ADE20K_PALETTE, np.uint8)
+    return pal[np.clip(layout.astype(int) - 1, 0, len(pal) - 1)]
+
+
 def images_of(grid, n, size=128, gap=2):
     """The rendered images out of a --samples grid (each tile: layout | image)."""
     if n == 1:
@@ -264,8 +270,7 @@ def threshold_figure(a, path, prompt="a trail across a meadow", guidances=(1, 3,
             for label, st, dy in [("none", False, None), ("static", True, None), ("dynamic", False, 0.995)]:
                 a.guidance, a.static_threshold, a.dynamic_threshold = float(g), st, dy
                 layouts, _ = run(a, prompt, tmp, f"th{g}{label}")
-                pal = np.array(landscape.ADE20K_PALETTE, np.uint8)
-                tiles = [pal[np.clip(l.astype(int) - 1, 0, 149)][::2, ::2] for l in layouts]
+                tiles = [ade_colours(l)[::2, ::2] for l in layouts]
                 row = np.concatenate(sum([[t, np.full((64, 2, 3), 255, np.uint8)] for t in tiles], [])[:-1], 1)
                 head = Image.new("RGB", (row.shape[1], 14), "white")
                 ImageDraw.Draw(head).text((2, 1), f"guidance {g:g}, {label}", fill="black")
@@ -335,6 +340,9 @@ def main():
     p.add_argument("--threshold-figure", help="write the thresholding figure (one prompt's layouts "
                    "per guidance weight, without / static / dynamic thresholding) here and stop")
     a = p.parse_args()
+    if a.torch_base and (a.segnet or a.look_classifier):
+        p.error("--torch-base scores layouts only (no images): --segnet and --look-classifier need "
+                "the images spadework renders")
     if a.figure:
         return figure(a, a.figure)
     if a.threshold_figure:
@@ -380,8 +388,7 @@ def main():
         os.makedirs(a.out, exist_ok=True)
         with open(os.path.join(a.out, "results.json"), "w") as f:
             json.dump(summary, f, indent=1)
-        pal = np.array(landscape.ADE20K_PALETTE, np.uint8)
-        tiles = [np.concatenate([pal[np.clip(l.astype(int) - 1, 0, 149)], np.full((128, 2, 3), 255, np.uint8), im], 1)
+        tiles = [np.concatenate([ade_colours(l), np.full((128, 2, 3), 255, np.uint8), im], 1)
                  for _, l, im in rows]
         Image.fromarray(np.concatenate([np.concatenate([t, np.full((2, t.shape[1], 3), 255, np.uint8)], 0)
                                         for t in tiles], 0)).save(os.path.join(a.out, "grid.png"))

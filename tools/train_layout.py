@@ -228,7 +228,7 @@ def train(a, stage):
     captions = [str(c) for c in d["captions"]] if bow else None
     model = build(stage)
     if bow:  # the UNet and its bag-of-words encoder are one trained model
-        model = torch.nn.ModuleDict({"unet": model, "text": BowEncoder.from_captions(captions[:len(hr) - 200])})
+        model = torch.nn.ModuleDict({"unet": model, "text": BowEncoder.from_captions(captions[:n])})
     ema = copy.deepcopy(model)
     ema.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
