@@ -72,6 +72,41 @@ PROMPTS = [
     ("look", "a sunny day on the beach", ["sand", "sky"], []),
 ]
 
+# A second, disjoint set in the same categories, for choosing defaults (--prompts dev), so
+# the figures reported on PROMPTS are not tuned on them.
+PROMPTS_DEV = [
+    ("synonym", "the open ocean", ["sea"], []),
+    ("synonym", "a thick woodland", ["tree"], []),
+    ("synonym", "a brook winding through a meadow", ["river", "grass"], []),
+    ("synonym", "a footpath over the lawn", ["path", "grass"], []),
+    ("synonym", "stones lying in the grass", ["rock", "grass"], []),
+    ("synonym", "distant summits under the sky", ["mountain", "sky"], []),
+    ("synonym", "a sandy shore and the ocean", ["sand", "sea"], []),
+    ("synonym", "farmland stretching to the horizon", ["field"], []),
+    ("paraphrase", "behind the lake rise high mountains", ["water", "mountain"], []),
+    ("paraphrase", "green grass covers the rolling hills", ["hill", "grass"], []),
+    ("paraphrase", "the meadow is full of blossoms", ["flower", "grass"], []),
+    ("paraphrase", "mountains on both sides of a river", ["river", "mountain"], []),
+    ("order", "trees, a river, and mountains", ["tree", "river", "mountain"], []),
+    ("order", "below the sky, the sea", ["sky", "sea"], []),
+    ("order", "grass in front, forest behind", ["grass", "tree"], []),
+    ("misspelling", "a lak in the mountins", ["water", "mountain"], []),
+    ("misspelling", "a grassy feild with trees", ["field", "tree"], []),
+    ("misspelling", "rocky montains", ["mountain"], []),
+    ("misspelling", "a sandy beech by the see", ["sand", "sea"], []),
+    ("negation", "just the sea, no land", ["sea"], ["tree", "grass", "field"]),
+    ("negation", "a meadow without a single tree", ["grass"], ["tree"]),
+    ("negation", "a river with no mountains around", ["river"], ["mountain"]),
+    ("count", "one big rock on the grass", ["rock", "grass"], []),
+    ("count", "three trees by a pond", ["tree", "water"], []),
+    ("count", "a couple of hills under the sky", ["hill", "sky"], []),
+    ("combination", "sand dunes next to the ocean", ["sand", "sea"], []),
+    ("combination", "a wheat field at the foot of mountains", ["field", "mountain"], []),
+    ("combination", "a river through a desert", ["river", "sand"], []),
+    ("look", "a pond in the evening glow", ["water"], []),
+    ("look", "fields on a cloudy day", ["field", "sky"], []),
+]
+
 
 # Prompts that name a look in words the captions do not use, and the look they name.
 LOOK_PROMPTS = [
@@ -177,7 +212,7 @@ def evaluate(a):
     """The prompt set through `spadework txt2img` with `a`'s settings → summary dict."""
     results, per_cat, rows, renders, layouts_all, diversity = [], {}, [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (cat, prompt, need, excl) in enumerate(PROMPTS):
+        for i, (cat, prompt, need, excl) in enumerate(PROMPTS_DEV if a.prompts == "dev" else PROMPTS):
             if a.torch_base:
                 layouts, grid = run_torch(a, prompt)
                 imgs = [np.zeros((128, 128, 3), np.uint8)] * len(layouts)
@@ -314,6 +349,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--spadework", default="target/release/spadework")
     p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--prompts", choices=["test", "dev"], default="test",
+                   help="the held-out prompts reported (test) or the disjoint set for choosing "
+                        "defaults (dev)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default="cpu")
     p.add_argument("--guidance", type=float)

@@ -42,6 +42,7 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -89,7 +90,8 @@ def main(argv=None) -> None:
     arch = ck["arch"]
     classes = [(int(i), str(n), tuple(int(x) for x in c)) for i, n, c in ck["classes"]]
     k = len(classes)
-    opt = tl.g_options(arch["size"], arch["ngf"], arch["use_vae"], k)
+    noise = arch.get("noise", 0.0)
+    opt = tl.g_options(arch["size"], arch["ngf"], arch["use_vae"], k, noise)
     print(f"{ck['_path']}: step {ck['step']}, {ck.get('train_seconds', 0) / 60:.1f} min trained, "
           f"arch {arch}, K={k}")
 
@@ -141,7 +143,11 @@ def main(argv=None) -> None:
         ids = np.array([c[0] for c in classes], np.uint8)
         lab = ids[sr.synthetic_label(arch["size"], arch["size"], k, rng, speckle=0)]
     lut = tl.class_lut(classes)
-    seg = sr.make_semantics(lut[lab].astype(np.int64), opt)
+    if noise:  # the texture field of seed 0, what `spadework render --z` without --seed uses
+        seg = F.one_hot(torch.from_numpy(lut[lab].astype(np.int64))[None], k).permute(0, 3, 1, 2).float()
+        seg = torch.cat([seg, tl.noise_edges([0], arch["size"], arch["size"], noise)], 1)
+    else:
+        seg = sr.make_semantics(lut[lab].astype(np.int64), opt)
     z = None
     if arch["use_vae"]:
         z = torch.randn(1, tl.Z_DIM, generator=torch.Generator().manual_seed(0))
@@ -170,8 +176,8 @@ def main(argv=None) -> None:
 
     # --- the convert command -----------------------------------------------------------------
     cmd = ["target/release/spadework", "convert", path_g, "-o", "landscape.safetensors",
-           "--label-nc", str(k), "--no-instance", "--crop-size", str(arch["size"]),
-           "--norm-g", tl.NORM_G]
+           "--label-nc", str(k), "--crop-size", str(arch["size"]), "--norm-g", tl.NORM_G]
+    cmd += ["--texture-field", repr(noise)] if noise else ["--no-instance"]
     if arch["use_vae"]:
         cmd += ["--use-vae", "--z-dim", str(tl.Z_DIM)]
         cmd += ["--netE", path_e]  # the converter records the encoder's depth from the file

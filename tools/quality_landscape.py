@@ -97,10 +97,11 @@ def render_torch(path: str, gt: np.ndarray, seeds: list[int], batch: int) -> tup
         cfg = json.loads(meta["spade_config"])
         classes = [(int(c["id"]), str(c["name"]), tuple(int(x) for x in c["color"]))
                    for c in cfg["classes"]]
-        arch = dict(size=cfg["crop_size"], ngf=cfg["ngf"], use_vae=cfg["use_vae"])
+        arch = dict(size=cfg["crop_size"], ngf=cfg["ngf"], use_vae=cfg["use_vae"],
+                    noise=cfg.get("texture_field") or 0.0)
         ck = {"_path": path, "arch": arch, "step": -1, "G": None}
         G0 = sr.SPADEGenerator(tl.g_options(arch["size"], arch["ngf"], arch["use_vae"],
-                                            len(classes)))
+                                            len(classes), arch["noise"]))
         missing = tl.load_folded(G0, w)
         if missing:
             raise SystemExit(f"{path}: generator keys missing: {missing[:8]}")
@@ -116,7 +117,8 @@ def render_torch(path: str, gt: np.ndarray, seeds: list[int], batch: int) -> tup
     classes = [(int(i), str(n), tuple(int(x) for x in c)) for i, n, c in ck["classes"]]
     if classes != sn.CLASSES:
         raise SystemExit(f"{ck['_path']}: classes differ from landscape.CLASSES")
-    opt = tl.g_options(arch["size"], arch["ngf"], arch["use_vae"], len(classes))
+    noise = arch.get("noise", 0.0)
+    opt = tl.g_options(arch["size"], arch["ngf"], arch["use_vae"], len(classes), noise)
     G = sr.SPADEGenerator(opt)
     which = "G_ema" if ck.get("G_ema") is not None else "G"
     G.load_state_dict(ck[which], strict=True)
@@ -134,6 +136,8 @@ def render_torch(path: str, gt: np.ndarray, seeds: list[int], batch: int) -> tup
         if arch["use_vae"]:
             z = torch.cat([torch.randn(1, tl.Z_DIM, generator=torch.Generator().manual_seed(sd))
                            for sd in seeds[s:s + batch]])
+        if noise:  # the texture field of the map seed, as `spadework render --seed`
+            seg = torch.cat([seg, tl.noise_edges(seeds[s:s + batch], gt.shape[1], gt.shape[2], noise)], 1)
         y = G(seg, z)
         out[s:s + batch] = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     return out, info

@@ -154,9 +154,10 @@ import spade_reference as sr  # noqa: E402
 EVAL_SEED0 = 1_000_000  # seeds >= this are held out
 Z_DIM = 256  # NVlabs ConvEncoder output width is hard-coded to 256
 NORM_G = "spectralspadesyncbatch3x3"
-DEFAULTS = dict(size=128, ngf=32, ndf=None, num_d=2, use_vae=True, n_train=4000, d="patch")
+DEFAULTS = dict(size=128, ngf=32, ndf=None, num_d=2, use_vae=True, n_train=4000, d="patch",
+                noise=0.0)
 NDF_DEFAULT = {"patch": 64, "oasis": 32}
-ARCH_KEYS = ("size", "ngf", "ndf", "num_d", "n_layers_d", "use_vae", "n_train", "d")
+ARCH_KEYS = ("size", "ngf", "ndf", "num_d", "n_layers_d", "use_vae", "n_train", "d", "noise")
 
 
 # ------------------------------------------------------------------------------------------
@@ -259,13 +260,53 @@ def to_tensors(labels: np.ndarray, images: np.ndarray, k: int) -> tuple[torch.Te
     return seg, (img / 255.0 - 0.5) / 0.5  # ToTensor + Normalize(0.5, 0.5), as NVlabs
 
 
+# The texture field: per-pixel noise through NVlabs' instance-edge channel
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (wrapping), as ``src/ops/segmap.rs``."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def texture_field(seed: int, h: int, w: int, density: float) -> np.ndarray:
+    """The instance map a noise model is fed: 1 where hash(seed, y, x) falls below ``density``
+    (Bernoulli dots), else 0; its NVlabs edge map is the generator's per-pixel noise. The Rust
+    twin is ``spadework::models::spade::input::texture_field`` (same bits for the same seed)."""
+    y, x = np.mgrid[0:h, 0:w]
+    with np.errstate(over="ignore"):
+        k = (np.uint64(seed) * _GOLDEN) ^ ((y.astype(np.uint64) << np.uint64(32)) | x.astype(np.uint64))
+        z = _mix64(k + _GOLDEN)
+    thr = np.uint64(int(density * (1 << 24) + 0.5))
+    return ((z >> np.uint64(40)) < thr).astype(np.int64)
+
+
+def edge_map(inst: torch.Tensor) -> torch.Tensor:
+    """NVlabs ``get_edges``: 1 where a 4-neighbour has another instance id. N x H x W -> N x 1 x H x W."""
+    e = torch.zeros_like(inst, dtype=torch.bool)
+    dx = inst[:, :, 1:] != inst[:, :, :-1]
+    e[:, :, 1:] |= dx
+    e[:, :, :-1] |= dx
+    dy = inst[:, 1:, :] != inst[:, :-1, :]
+    e[:, 1:, :] |= dy
+    e[:, :-1, :] |= dy
+    return e[:, None].float()
+
+
+def noise_edges(seeds, h: int, w: int, density: float) -> torch.Tensor:
+    inst = np.stack([texture_field(int(s), h, w, density) for s in seeds])
+    return edge_map(torch.from_numpy(inst))
+
+
 # ------------------------------------------------------------------------------------------
 # Networks
 # ------------------------------------------------------------------------------------------
 
 
-def g_options(size: int, ngf: int, use_vae: bool, k: int) -> sr.Options:
-    return sr.Options(label_nc=k, contain_dontcare_label=False, no_instance=True, crop_size=size,
+def g_options(size: int, ngf: int, use_vae: bool, k: int, noise: float = 0.0) -> sr.Options:
+    return sr.Options(label_nc=k, contain_dontcare_label=False, no_instance=not noise, crop_size=size,
                       aspect_ratio=1.0, num_upsampling_layers="normal", use_vae=use_vae,
                       z_dim=Z_DIM, ngf=ngf, norm_G=NORM_G)
 
@@ -439,7 +480,7 @@ def converge_sn(net: nn.Module, iters: int = 30) -> None:
 
 
 def build_models(arch: dict, k: int):
-    opt = g_options(arch["size"], arch["ngf"], arch["use_vae"], k)
+    opt = g_options(arch["size"], arch["ngf"], arch["use_vae"], k, arch.get("noise", 0.0))
     G = sr.SPADEGenerator(opt)
     if arch.get("d", "patch") == "oasis":
         D = OasisDiscriminator(k, arch["ndf"], arch["size"])
@@ -550,7 +591,13 @@ def load_folded(net: nn.Module, weights: dict, prefix: str = "") -> list[str]:
             if not k.endswith("num_batches_tracked"):
                 missing.append(k)
             continue
-        sd[k].copy_(torch.from_numpy(weights[prefix + src]).reshape(sd[k].shape))
+        w = torch.from_numpy(weights[prefix + src])
+        if (w.ndim == 4 and sd[k].ndim == 4 and w.shape[1] + 1 == sd[k].shape[1]
+                and w.shape[0] == sd[k].shape[0]):
+            # a model without the instance-edge input warm-starts one with it: the edge
+            # channel's weights start at zero, so the function is unchanged at step 0
+            w = torch.cat([w, torch.zeros_like(w[:, :1])], 1)
+        sd[k].copy_(w.reshape(sd[k].shape))
     net.load_state_dict(sd)
     converge_sn(net, 50)
     return missing
@@ -609,7 +656,16 @@ class Trainer:
             flip = self.rng.random(len(idx)) < 0.5
             lab = np.where(flip[:, None, None], lab[:, :, ::-1], lab)
             img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
-        return to_tensors(lab, img, self.k)
+        seg, real = to_tensors(lab, img, self.k)
+        return self.g_input(seg, self.rng.integers(0, 2**63, len(idx))), real
+
+    def g_input(self, seg: torch.Tensor, seeds) -> torch.Tensor:
+        """The generator's input: the one-hot map, plus the texture field's edges for a noise
+        model (one fresh field per sample). D is given ``seg[:, :k]`` (the map alone)."""
+        if not self.arch.get("noise"):
+            return seg
+        n, _, h, w = seg.shape
+        return torch.cat([seg, noise_edges(seeds, h, w, self.arch["noise"])], 1)
 
     # ---- one iteration --------------------------------------------------------------------
     def encode(self, real: torch.Tensor):
@@ -621,6 +677,7 @@ class Trainer:
     def discriminate(self, seg, fake, real):
         if self.oasis:  # the OASIS D sees the image only
             return split_preds(self.D(torch.cat([fake, real], 0)), fake.shape[0])
+        seg = seg[:, :self.k]
         x = torch.cat([torch.cat([seg, fake], 1), torch.cat([seg, real], 1)], 0)
         return split_preds(self.D(x), fake.shape[0])
 
@@ -643,6 +700,19 @@ class Trainer:
         if self.G_ema is not None:
             self.G_ema.load_state_dict(self.G.state_dict())
         print(f"initialised G{' and E' if self.E is not None else ''} from {path}", flush=True)
+
+    def warm_start_d(self, path: str) -> None:
+        """Initialise D (and its optimiser's moments) from another run's checkpoint with the
+        same discriminator, e.g. a trained OASIS D next to a generator that gains an input."""
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+        other = dict(ck["arch"])
+        other.setdefault("d", "patch")
+        for key in ("d", "ndf", "num_d", "n_layers_d", "size"):
+            if other.get(key) != self.arch.get(key):
+                raise SystemExit(f"--init-d-from {path}: {key} {other.get(key)} != {self.arch.get(key)}")
+        self.D.load_state_dict(ck["D"], strict=True)
+        self.optD.load_state_dict(ck["optD"])
+        print(f"initialised D from {path} (step {ck['step']})", flush=True)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -673,7 +743,7 @@ class Trainer:
         z, kld = (self.encode(real) if self.E is not None else (None, None))
         fake = self.G(seg, z)
         if self.oasis:
-            g_gan = oasis_loss(self.D(fake)[0][-1], seg, True)
+            g_gan = oasis_loss(self.D(fake)[0][-1], seg[:, :self.k], True)
             loss = g_gan
             logs.update(G_gan=g_gan)
         else:
@@ -704,6 +774,7 @@ class Trainer:
         a = self.a
         self.optD.zero_grad(set_to_none=True)
         if self.oasis:
+            seg = seg[:, :self.k]
             n = fake.shape[0]
             imgs = [fake, real]
             mask = None
@@ -751,7 +822,7 @@ class Trainer:
             "hparams": {k: getattr(self.a, k) for k in ("batch", "lr_g", "lr_d", "lambda_feat",
                                                         "lambda_kld", "lambda_l1", "reuse_fake",
                                                         "l1_pool", "lambda_labelmix", "ema",
-                                                        "init_from", "d_warmup")},
+                                                        "init_from", "init_d_from", "d_warmup")},
         }
 
     def save(self) -> str:
@@ -796,6 +867,7 @@ class Trainer:
             labs = np.concatenate([self.eval_labels, self.labels[:n_train_rows]])
             imgs = np.concatenate([self.eval_images, self.images[:n_train_rows]])
             seg, real = to_tensors(labs, imgs, self.k)
+            seg = self.g_input(seg, range(len(labs)))
             cols = [real]
             if self.E is not None:
                 mu, _ = self.E(real)
@@ -904,6 +976,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="ConvEncoder + KL + Linear fc (default on)")
     g.add_argument("--d", choices=("patch", "oasis"),
                    help="discriminator: NVlabs multiscale PatchGAN (default) or OASIS segmenter")
+    g.add_argument("--noise", type=float,
+                   help="texture-field density (0 = none, the default): the generator takes NVlabs' "
+                        "instance-edge channel, fed the edges of seeded Bernoulli dots (texture_field)")
     g.add_argument("--n-train", type=int, help=f"training seeds [0, N) (default {DEFAULTS['n_train']})")
     p.add_argument("--n-eval", type=int, default=4, help="held-out seeds drawn in the grids")
     p.add_argument("--batch", type=int, default=4)
@@ -927,6 +1002,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="keep an EMA of G with this decay (e.g. 0.999); the export uses it")
     p.add_argument("--init-from", metavar="SAFETENSORS",
                    help="start G and E from a converted model (only when --work has no checkpoint)")
+    p.add_argument("--init-d-from", metavar="CKPT",
+                   help="start D from another run's checkpoint (only when --work has no checkpoint)")
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -940,6 +1017,7 @@ def resolve_arch(a: argparse.Namespace, ck: Optional[dict]) -> dict:
     if ck is not None:
         arch = dict(ck["arch"])
         arch.setdefault("d", "patch")  # checkpoints from before --d
+        arch.setdefault("noise", 0.0)  # and before --noise
         bad = {k: (v, arch.get(k)) for k, v in given.items() if arch.get(k) != v}
         if bad:
             raise SystemExit(f"{ck['_path']} was trained with a different architecture "
@@ -988,6 +1066,8 @@ def main(argv=None) -> None:
 
     if ck is None and a.init_from:
         tr.warm_start(a.init_from)
+    if ck is None and a.init_d_from:
+        tr.warm_start_d(a.init_d_from)
     if ck is not None:
         tr.load(ck)
         print(f"resumed from {ck['_path']} (step {tr.step}, {tr.train_seconds / 60:.1f} min trained)")

@@ -73,7 +73,10 @@ impl Default for LayoutParams {
             // 10 steps per stage: the prompt pass rate of 20 at half the time
             // (docs/text_to_image.md).
             steps: 10,
-            guidance: 3.0,
+            // No guidance: on the disjoint dev prompts it passes more prompts than guidance 3
+            // (78.3 against 75.0 %) with more varied layouts, in one UNet pass per step
+            // (docs/text_to_image.md).
+            guidance: 1.0,
             sr_guidance: 1.0,
             static_threshold: false,
             dynamic_threshold: None,

@@ -2,7 +2,7 @@
 //! prepared label map and a style in, an image out. The CLI, the paint tool, the tests and the
 //! benches all render through it.
 use crate::backend::{Device, WeightStorage};
-use crate::models::spade::input::PreparedMap;
+use crate::models::spade::input::{PreparedMap, texture_field};
 use crate::models::{ConvEncoder, SpadeConfig, SpadeGenerator};
 use crate::rng::Rng;
 use crate::tensor::Tensor;
@@ -123,11 +123,37 @@ impl SpadePipeline {
     }
 
     /// Runs the generator; returns the float output [3, H, W] (before quantisation) and (H, W).
+    /// A texture-field model draws its field from the z seed (0 for a given z).
     pub fn render(
         &self,
         map: &PreparedMap,
         z: Option<&ZSource>,
     ) -> Result<(Vec<f32>, (usize, usize))> {
+        let field_seed = match z {
+            Some(ZSource::Seed(s)) => *s,
+            _ => 0,
+        };
+        self.render_seeded(map, z, field_seed)
+    }
+
+    /// [`Self::render`] with the texture field's seed given (models without one ignore it).
+    pub fn render_seeded(
+        &self,
+        map: &PreparedMap,
+        z: Option<&ZSource>,
+        field_seed: u64,
+    ) -> Result<(Vec<f32>, (usize, usize))> {
+        let with_field;
+        let map = match self.cfg.texture_field {
+            Some(density) => {
+                with_field = PreparedMap {
+                    instance: Some(texture_field(field_seed, map.h, map.w, density)),
+                    ..map.clone()
+                };
+                &with_field
+            }
+            None => map,
+        };
         let seg = map.to_label_map(&self.device)?;
         let z = if self.cfg.use_vae {
             let zv = match z {

@@ -206,7 +206,7 @@ impl TextToImage {
             pixels: Pixels::Ids(layout.labels.clone()),
         };
         let prepared = input::prepare(&self.spade.cfg, &map, "the generated layout", None, None)?;
-        let (image, image_size) = self.spade.render(&prepared, Some(&z))?;
+        let (image, image_size) = self.spade.render_seeded(&prepared, Some(&z), seed)?;
         times.render = t.elapsed();
         Ok(TextToImageOutput {
             labels: layout.labels,

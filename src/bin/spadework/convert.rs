@@ -35,6 +35,10 @@ pub struct ConvertArgs {
     /// Generator width; inferred from the weights when omitted.
     #[arg(long)]
     pub ngf: Option<usize>,
+    /// The density of the texture field the model was trained with (`tools/train_landscape.py
+    /// --noise`): its instance-edge channel is then fed seeded noise, not an instance map.
+    #[arg(long)]
+    pub texture_field: Option<f64>,
     /// The VAE style encoder checkpoint (latest_net_E.pth) to include.
     #[arg(long = "netE")]
     pub net_e: Option<PathBuf>,
@@ -89,6 +93,7 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
         cfg.norm_g = v;
     }
     cfg.ngf = a.ngf.unwrap_or(0);
+    cfg.texture_field = a.texture_field;
     let builtin = |n: &str| spadework::models::spade::classes::builtin(n);
     match (&a.classes, &a.preset) {
         (Some(c), _) if builtin(c).is_some() => cfg.classes = builtin(c).unwrap(),

@@ -72,7 +72,7 @@ pub fn render(a: RenderArgs) -> Result<()> {
         .map(|p| map_png::read_map_png(p).map(|m| (m, p.display().to_string())))
         .transpose()?;
     let map_name = a.map.display().to_string();
-    if inst.is_none() && !model.cfg.no_instance {
+    if inst.is_none() && !model.cfg.no_instance && model.cfg.texture_field.is_none() {
         spadework::note!(
             "note: no --instance given; using the label map's class boundaries as instance edges"
         );
@@ -96,11 +96,14 @@ pub fn render(a: RenderArgs) -> Result<()> {
     };
     if model.cfg.use_vae && z.is_none() {
         spadework::note!("note: VAE model and no --seed/--z/--style: using seed 0");
-    } else if !model.cfg.use_vae && (a.seed.is_some() || a.z.is_some()) {
+    } else if !model.cfg.use_vae
+        && (a.z.is_some() || (a.seed.is_some() && model.cfg.texture_field.is_none()))
+    {
         bail!("this model is not a VAE generator; --seed/--z have no effect");
     }
     let t1 = Instant::now();
-    let (out, (h, w)) = model.render(&prepared, z.as_ref())?;
+    // A texture-field model's noise follows --seed also when --z or --style sets the look.
+    let (out, (h, w)) = model.render_seeded(&prepared, z.as_ref(), a.seed.unwrap_or(0))?;
     let t_render = t1.elapsed();
     spadework::tensor::check_finite(&out, "the rendered image")?;
     if let Some(raw) = &a.raw {

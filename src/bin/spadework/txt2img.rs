@@ -32,7 +32,7 @@ pub struct Txt2ImgArgs {
     #[arg(long)]
     pub steps: Option<usize>,
     /// Classifier-free guidance scale (≤ 1: no guidance, one UNet pass per step; default 7.5
-    /// with --weights, 3 for the built-in layout model).
+    /// with --weights, 1 for the built-in layout model).
     #[arg(long, allow_negative_numbers = true)]
     pub guidance: Option<f32>,
     /// Built in: also write the layout as a palette PNG of ADE20K ids (open it with `render
@@ -334,7 +334,9 @@ fn builtin(a: Txt2ImgArgs) -> Result<()> {
     let t_load = t0.elapsed();
     let params = spadework::pipelines::layout_diffusion::LayoutParams {
         steps: a.steps.unwrap_or(10),
-        guidance: a.guidance.unwrap_or(3.0),
+        guidance: a
+            .guidance
+            .unwrap_or(spadework::pipelines::layout_diffusion::LayoutParams::default().guidance),
         static_threshold: a.static_threshold,
         dynamic_threshold: a.dynamic_threshold,
         aug: a.layout_aug,

@@ -34,6 +34,12 @@ pub struct SpadeConfig {
     /// crop_size ≥ 256, else 5; our demo model trains the 6-layer encoder at crop 128).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder_layers: Option<usize>,
+    /// spadework's texture field, not an NVlabs option: the instance-edge channel carries the
+    /// edges of seeded Bernoulli dots of this density ([`crate::models::spade::input::texture_field`])
+    /// instead of an instance map's, which gives the generator per-pixel noise to make texture
+    /// from (`tools/train_landscape.py --noise`). Needs `no_instance` false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub texture_field: Option<f64>,
 }
 
 /// The parameter-free norm named by norm_G.
@@ -193,6 +199,7 @@ impl SpadeConfig {
             classes: vec![],
             has_encoder: false,
             encoder_layers: None,
+            texture_field: None,
         }
     }
 
@@ -294,6 +301,17 @@ impl SpadeConfig {
             && !(1..=6).contains(&n)
         {
             bail!("encoder_layers {n} is outside 1..=6 (NVlabs' style encoder has 5 or 6)");
+        }
+        if let Some(d) = self.texture_field {
+            if !(d > 0.0 && d < 1.0) {
+                bail!("texture_field {d} is outside (0, 1): it is the density of the field's dots");
+            }
+            if self.no_instance {
+                bail!(
+                    "texture_field needs the instance-edge channel, but no_instance is true \
+                     (convert without --no-instance)"
+                );
+            }
         }
         Ok(())
     }

@@ -47,12 +47,33 @@ pub fn colors_to_ids(rgb: &[[u8; 3]], cfg: &SpadeConfig, what: &str) -> Result<V
 }
 
 /// The prepared net input on the host: label ids and optional instance ids at the model's map size.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct PreparedMap {
     pub h: usize,
     pub w: usize,
     pub labels: Vec<u32>,
     pub instance: Option<Vec<u32>>,
+}
+
+/// The instance map of a texture-field model ([`SpadeConfig::texture_field`]): 1 where a hash
+/// of (seed, y, x) falls below `density`, else 0 (Bernoulli dots, the same bits on every
+/// platform). Its edges are the generator's per-pixel noise. Twin of `texture_field` in
+/// `tools/train_landscape.py`, which trains the model on fresh fields.
+pub fn texture_field(seed: u64, h: usize, w: usize, density: f64) -> Vec<u32> {
+    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    let threshold = (density * (1u64 << 24) as f64 + 0.5) as u64;
+    let mut out = Vec::with_capacity(h * w);
+    for y in 0..h as u64 {
+        for x in 0..w as u64 {
+            // SplitMix64's finaliser on (seed, y, x)
+            let mut z = (seed.wrapping_mul(GOLDEN) ^ (y << 32 | x)).wrapping_add(GOLDEN);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            out.push(((z >> 40) < threshold) as u32);
+        }
+    }
+    out
 }
 
 /// NVlabs `__getitem__` + `preprocess_input` up to the one-hot, on the host.
@@ -125,6 +146,12 @@ pub fn prepare(
         (Some((_, n)), true) => {
             bail!("{n}: this model takes no instance map (it was converted with --no-instance)")
         }
+        (Some((_, n)), false) if cfg.texture_field.is_some() => bail!(
+            "{n}: this model takes no instance map: its instance-edge channel carries its \
+             texture field, drawn from the seed"
+        ),
+        // Filled at render time from the seed (SpadePipeline::render_seeded).
+        (None, false) if cfg.texture_field.is_some() => None,
         (None, true) => None,
         // No instance map for an instance model: NVlabs needs one; use the label map (class boundaries).
         (None, false) => Some(labels.clone()),
@@ -331,6 +358,64 @@ impl SegPyramid {
 mod tests {
     use super::*;
     use crate::models::spade::config::ClassInfo;
+
+    #[test]
+    fn texture_field_matches_the_training_script() {
+        // tools/train_landscape.py: texture_field(seed, 4, 32, 0.25), rows as bit strings
+        let want = [
+            (
+                7u64,
+                [
+                    "00100000001000001000001000101001",
+                    "10010001000101011111000010100001",
+                    "00100000010100001100000010101101",
+                    "01001000000000000011000000000000",
+                ],
+            ),
+            (
+                (1u64 << 63) + 5,
+                [
+                    "01000000100100001000100100000000",
+                    "00001100010010011000000001000000",
+                    "00000010001011000000010100010000",
+                    "10000001010101100110000100010000",
+                ],
+            ),
+        ];
+        for (seed, rows) in want {
+            let got: String = texture_field(seed, 4, 32, 0.25)
+                .iter()
+                .map(|b| char::from(b'0' + *b as u8))
+                .collect();
+            assert_eq!(got, rows.concat(), "seed {seed}");
+        }
+        let big = texture_field(3, 128, 128, 0.125);
+        let density = big.iter().sum::<u32>() as f64 / big.len() as f64;
+        assert!((density - 0.125).abs() < 0.01, "density {density}");
+        assert_ne!(big, texture_field(4, 128, 128, 0.125));
+    }
+
+    #[test]
+    fn a_texture_field_model_refuses_an_instance_map() {
+        let mut c = cfg();
+        c.no_instance = false;
+        c.texture_field = Some(0.125);
+        let map = MapImage {
+            width: 2,
+            height: 2,
+            pixels: Pixels::Ids(vec![3, 3, 5, 5]),
+        };
+        let e = prepare(&c, &map, "m.png", Some((&map, "inst.png")), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inst.png") && e.contains("texture field"), "{e}");
+        assert!(prepare(&c, &map, "m.png", None, None).unwrap().instance.is_none());
+        c.no_instance = true;
+        assert!(c.validate().unwrap_err().to_string().contains("no_instance"));
+        c.no_instance = false;
+        c.texture_field = Some(1.5);
+        assert!(c.validate().unwrap_err().to_string().contains("texture_field 1.5"));
+    }
 
     fn cfg() -> SpadeConfig {
         let mut c = SpadeConfig::preset("ade20k").unwrap();
