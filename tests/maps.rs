@@ -172,3 +172,47 @@ fn built_in_model_renders_the_example_maps() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The built-in model against its PyTorch twin (tools/make_landscape_fixture.py): one held-out
+/// map, a given z and, for a texture-field model, the field of seed `field_seed`, on every
+/// backend.
+#[test]
+fn built_in_model_matches_its_pytorch_twin() {
+    use spadework::pipelines::spade::{SpadePipeline, ZSource, load_store};
+    let case: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::fixture("landscape/case.json")).unwrap(),
+    )
+    .unwrap();
+    let store = load_store(None).unwrap();
+    let map = map_png::read_map_png(&common::fixture("landscape/map.png")).unwrap();
+    let z = spadework::io::npy::read_f32(&common::fixture("landscape/z.npy"))
+        .unwrap()
+        .1;
+    let (_, want) =
+        spadework::io::npy::read_f32(&common::fixture("landscape/expected.npy")).unwrap();
+    for device in common::devices() {
+        let model = SpadePipeline::from_store(&store, &device, WeightStorage::F32).unwrap();
+        assert_eq!(
+            model.cfg.texture_field,
+            case["texture_field"].as_f64(),
+            "the fixture was made from another model file: run tools/make_landscape_fixture.py"
+        );
+        let prepared = labels::prepare(&model.cfg, &map, "map.png", None, None).unwrap();
+        let field_seed = case["field_seed"].as_u64().unwrap();
+        let (got, _) = model
+            .render_seeded(&prepared, Some(&ZSource::Given(z.clone())), field_seed)
+            .unwrap();
+        let d = common::max_abs_diff(&got, &want);
+        assert!(d < 1e-4, "{}: max |diff| {d}", device.describe());
+        if model.cfg.texture_field.is_some() {
+            // Another field seed changes the texture, not the picture.
+            let (other, _) = model
+                .render_seeded(&prepared, Some(&ZSource::Given(z.clone())), field_seed + 1)
+                .unwrap();
+            let d = common::max_abs_diff(&other, &want);
+            let mean = other.iter().zip(&want).map(|(a, b)| (a - b).abs()).sum::<f32>()
+                / want.len() as f32;
+            assert!(d > 1e-3 && mean < 0.2, "{}: {d} {mean}", device.describe());
+        }
+    }
+}
