@@ -511,6 +511,46 @@ def hinge_d(preds: list[list[torch.Tensor]], real: bool) -> torch.Tensor:
     return loss / len(preds)
 
 
+def _luma(img: torch.Tensor) -> torch.Tensor:
+    return (0.299 * img[:, 0] + 0.587 * img[:, 1] + 0.114 * img[:, 2])[:, None]
+
+
+def band_stat(img: torch.Tensor, seg: torch.Tensor, min_run: int = 16) -> torch.Tensor:
+    """Mean |second difference| of every class region's row-mean and column-mean luminance
+    profiles (rows / columns holding >= min_run of the region's pixels), per sample and class:
+    N x K. The quantity tools/quality_landscape.py reports as banding, made differentiable."""
+    y = _luma(img)
+    out = 0.0
+    for dim in (3, 2):  # row profiles (mean over x), then column profiles (mean over y)
+        cnt = seg.sum(dim)  # N K L
+        prof = (seg * y).sum(dim) / cnt.clamp(min=1)
+        ok = cnt >= min_run
+        d2 = (prof[..., 2:] - 2 * prof[..., 1:-1] + prof[..., :-2]).abs()
+        ok3 = ok[..., 2:] & ok[..., 1:-1] & ok[..., :-2]
+        out = out + (d2 * ok3).sum(-1) / ok3.sum(-1).clamp(min=1)
+    return out / 2
+
+
+def detail_stat(img: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+    """Mean |4-neighbour Laplacian| of the luminance inside each class region eroded by one
+    pixel, per sample and class: N x K (quality_landscape.py's detail)."""
+    y = _luma(img)
+    lap = (F.pad(y, (1, 1, 1, 1), mode="replicate").unfold(2, 3, 1).unfold(3, 3, 1)
+           * torch.tensor([[0., 1, 0], [1, -4, 1], [0, 1, 0]])).sum((-1, -2)).abs()
+    inner = -F.max_pool2d(-seg, 3, 1, 1)  # erosion of each one-hot channel
+    return (inner * lap).sum((2, 3)) / inner.sum((2, 3)).clamp(min=1)
+
+
+def stats_loss(fake, real, seg, w_band: float, w_detail: float):
+    """Texture statistics of the paired render: banding above the render's is penalised, and
+    the fine detail of each region is pulled to the render's (both per sample and class)."""
+    present = (seg.sum((2, 3)) >= 64).float()
+    n = present.sum().clamp(min=1)
+    band = (F.relu(band_stat(fake, seg) - band_stat(real, seg)) * present).sum() / n
+    det = ((detail_stat(fake, seg) - detail_stat(real, seg)).abs() * present).sum() / n
+    return band * w_band, det * w_detail
+
+
 def hinge_g(preds: list[list[torch.Tensor]]) -> torch.Tensor:
     return sum(-p[-1].mean() for p in preds) / len(preds)
 
@@ -576,7 +616,7 @@ def load_safetensors_np(path: str) -> tuple[dict, dict]:
 
 
 @torch.no_grad()
-def load_folded(net: nn.Module, weights: dict, prefix: str = "") -> list[str]:
+def load_folded(net: nn.Module, weights: dict, prefix: str = "", noise_init: float = 0.0) -> list[str]:
     """Load a converted model's weights (spectral norm folded: ``W / sigma``) into a module
     with spectral-norm layers: ``weight_orig`` = the folded weight and ``u``/``v`` converged by
     power iteration, so the module's effective weight is ``W / sigma_max(W)`` (equal to the
@@ -595,8 +635,10 @@ def load_folded(net: nn.Module, weights: dict, prefix: str = "") -> list[str]:
         if (w.ndim == 4 and sd[k].ndim == 4 and w.shape[1] + 1 == sd[k].shape[1]
                 and w.shape[0] == sd[k].shape[0]):
             # a model without the instance-edge input warm-starts one with it: the edge
-            # channel's weights start at zero, so the function is unchanged at step 0
-            w = torch.cat([w, torch.zeros_like(w[:, :1])], 1)
+            # channel's weights start at zero (the function is unchanged at step 0) or, with
+            # noise_init r, at N(0, (r * std of the other inputs' weights)^2)
+            new = torch.randn_like(w[:, :1]) * (noise_init * float(w.std()))
+            w = torch.cat([w, new], 1)
         sd[k].copy_(w.reshape(sd[k].shape))
     net.load_state_dict(sd)
     converge_sn(net, 50)
@@ -690,7 +732,7 @@ class Trainer:
                           ("use_vae", self.arch["use_vae"]), ("label_nc", self.k)):
             if key in cfg and cfg[key] != want:
                 raise SystemExit(f"--init-from {path}: {key} {cfg[key]} != {want}")
-        miss = load_folded(self.G, w)
+        miss = load_folded(self.G, w, noise_init=self.a.noise_init)
         if miss:
             raise SystemExit(f"--init-from {path}: generator keys missing: {miss[:8]}")
         if self.E is not None:
@@ -759,6 +801,10 @@ class Trainer:
             l1 = self.recon_loss(fake, real)
             loss = loss + l1
             logs["L1"] = l1
+        if a.lambda_band > 0 or a.lambda_detail > 0:
+            band, det = stats_loss(fake, real, seg[:, :self.k], a.lambda_band, a.lambda_detail)
+            loss = loss + band + det
+            logs.update(band=band, detail=det)
         loss.backward()
         self.optG.step()
         set_requires_grad(self.D, True)
@@ -822,7 +868,8 @@ class Trainer:
             "hparams": {k: getattr(self.a, k) for k in ("batch", "lr_g", "lr_d", "lambda_feat",
                                                         "lambda_kld", "lambda_l1", "reuse_fake",
                                                         "l1_pool", "lambda_labelmix", "ema",
-                                                        "init_from", "init_d_from", "d_warmup")},
+                                                        "init_from", "init_d_from", "d_warmup",
+                                                        "lambda_band", "lambda_detail", "noise_init")},
         }
 
     def save(self) -> str:
@@ -996,6 +1043,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--l1-pool", type=int, default=1,
                    help="L1 on avg_pool(N) of fake and real (1 = per pixel, the original)")
     p.add_argument("--lambda-labelmix", type=float, default=10.0, help="OASIS D only")
+    p.add_argument("--lambda-band", type=float, default=0.0,
+                   help="penalty on banding above the paired render's (band_stat)")
+    p.add_argument("--lambda-detail", type=float, default=0.0,
+                   help="pull each region's fine detail to the paired render's (detail_stat)")
+    p.add_argument("--noise-init", type=float, default=0.0,
+                   help="with --init-from and --noise: initial edge-channel weights, relative std")
     p.add_argument("--d-warmup", type=int, default=0,
                    help="first N steps train D only (G frozen): for a fresh D next to --init-from")
     p.add_argument("--ema", type=float, default=0.0,
