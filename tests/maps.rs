@@ -210,7 +210,11 @@ fn built_in_model_matches_its_pytorch_twin() {
                 .render_seeded(&prepared, Some(&ZSource::Given(z.clone())), field_seed + 1)
                 .unwrap();
             let d = common::max_abs_diff(&other, &want);
-            let mean = other.iter().zip(&want).map(|(a, b)| (a - b).abs()).sum::<f32>()
+            let mean = other
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f32>()
                 / want.len() as f32;
             assert!(d > 1e-3 && mean < 0.2, "{}: {d} {mean}", device.describe());
         }

@@ -409,12 +409,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("inst.png") && e.contains("texture field"), "{e}");
-        assert!(prepare(&c, &map, "m.png", None, None).unwrap().instance.is_none());
+        assert!(
+            prepare(&c, &map, "m.png", None, None)
+                .unwrap()
+                .instance
+                .is_none()
+        );
         c.no_instance = true;
-        assert!(c.validate().unwrap_err().to_string().contains("no_instance"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("no_instance")
+        );
         c.no_instance = false;
         c.texture_field = Some(1.5);
-        assert!(c.validate().unwrap_err().to_string().contains("texture_field 1.5"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("texture_field 1.5")
+        );
     }
 
     fn cfg() -> SpadeConfig {
