@@ -42,7 +42,6 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -143,11 +142,9 @@ def main(argv=None) -> None:
         ids = np.array([c[0] for c in classes], np.uint8)
         lab = ids[sr.synthetic_label(arch["size"], arch["size"], k, rng, speckle=0)]
     lut = tl.class_lut(classes)
-    if noise:  # the texture field of seed 0, what `spadework render --z` without --seed uses
-        seg = F.one_hot(torch.from_numpy(lut[lab].astype(np.int64))[None], k).permute(0, 3, 1, 2).float()
-        seg = torch.cat([seg, tl.noise_edges([0], arch["size"], arch["size"], noise)], 1)
-    else:
-        seg = sr.make_semantics(lut[lab].astype(np.int64), opt)
+    # a noise model: the texture field of seed 0, what `spadework render --z` without --seed uses
+    inst = tl.texture_field(0, arch["size"], arch["size"], noise) if noise else None
+    seg = sr.make_semantics(lut[lab].astype(np.int64), opt, inst)
     z = None
     if arch["use_vae"]:
         z = torch.randn(1, tl.Z_DIM, generator=torch.Generator().manual_seed(0))

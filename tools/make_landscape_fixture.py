@@ -20,7 +20,6 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -44,7 +43,8 @@ def main() -> None:
     classes = [(int(c["id"]), str(c["name"]), tuple(c["color"])) for c in cfg["classes"]]
     size, k = cfg["crop_size"], len(classes)
     noise = cfg.get("texture_field") or 0.0
-    G = sr.SPADEGenerator(tl.g_options(size, cfg["ngf"], cfg["use_vae"], k, noise))
+    opt = tl.g_options(size, cfg["ngf"], cfg["use_vae"], k, noise)
+    G = sr.SPADEGenerator(opt)
     missing = tl.load_folded(G, w)
     if missing:
         raise SystemExit(f"{a.weights}: generator keys missing: {missing[:8]}")
@@ -56,10 +56,8 @@ def main() -> None:
     G.eval()
 
     label, _, caption = landscape.sample(MAP_SEED, size)
-    ch = torch.from_numpy(tl.class_lut(classes)[label].astype(np.int64))[None]
-    seg = F.one_hot(ch, k).permute(0, 3, 1, 2).float()
-    if noise:
-        seg = torch.cat([seg, tl.noise_edges([FIELD_SEED], size, size, noise)], 1)
+    inst = tl.texture_field(FIELD_SEED, size, size, noise) if noise else None
+    seg = sr.make_semantics(tl.class_lut(classes)[label].astype(np.int64), opt, inst)
     z = np.random.default_rng(Z_SEED).standard_normal((1, cfg["z_dim"])).astype(np.float32)
     with torch.no_grad():
         y = G(seg, torch.from_numpy(z) if cfg["use_vae"] else None)

@@ -136,9 +136,8 @@ def render_torch(path: str, gt: np.ndarray, seeds: list[int], batch: int) -> tup
         if arch["use_vae"]:
             z = torch.cat([torch.randn(1, tl.Z_DIM, generator=torch.Generator().manual_seed(sd))
                            for sd in seeds[s:s + batch]])
-        if noise:  # the texture field of the map seed, as `spadework render --seed`
-            seg = torch.cat([seg, tl.noise_edges(seeds[s:s + batch], gt.shape[1], gt.shape[2], noise)], 1)
-        y = G(seg, z)
+        # a noise model: the texture field of the map seed, as `spadework render --seed`
+        y = G(tl.with_texture_field(seg, seeds[s:s + batch], noise), z)
         out[s:s + batch] = ((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     return out, info
 

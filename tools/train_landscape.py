@@ -265,7 +265,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _mix64(z: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser on uint64 arrays (wrapping), as ``src/ops/segmap.rs``."""
+    """SplitMix64's finaliser on uint64 arrays (wrapping), as ``spadework::rng::splitmix64``."""
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
@@ -283,21 +283,15 @@ def texture_field(seed: int, h: int, w: int, density: float) -> np.ndarray:
     return ((z >> np.uint64(40)) < thr).astype(np.int64)
 
 
-def edge_map(inst: torch.Tensor) -> torch.Tensor:
-    """NVlabs ``get_edges``: 1 where a 4-neighbour has another instance id. N x H x W -> N x 1 x H x W."""
-    e = torch.zeros_like(inst, dtype=torch.bool)
-    dx = inst[:, :, 1:] != inst[:, :, :-1]
-    e[:, :, 1:] |= dx
-    e[:, :, :-1] |= dx
-    dy = inst[:, 1:, :] != inst[:, :-1, :]
-    e[:, 1:, :] |= dy
-    e[:, :-1, :] |= dy
-    return e[:, None].float()
-
-
-def noise_edges(seeds, h: int, w: int, density: float) -> torch.Tensor:
-    inst = np.stack([texture_field(int(s), h, w, density) for s in seeds])
-    return edge_map(torch.from_numpy(inst))
+def with_texture_field(seg: torch.Tensor, seeds, density: float) -> torch.Tensor:
+    """A noise model's generator input: the one-hot maps ``seg`` (N x K x H x W) with the edges
+    (``spade_reference.get_edges``, NVlabs' rule) of each sample's texture field appended; ``seg``
+    itself when ``density`` is 0."""
+    if not density:
+        return seg
+    _, _, h, w = seg.shape
+    edges = np.stack([sr.get_edges(texture_field(int(s), h, w, density)) for s in seeds])
+    return torch.cat([seg, torch.from_numpy(edges)[:, None]], 1)
 
 
 # ------------------------------------------------------------------------------------------
@@ -699,15 +693,9 @@ class Trainer:
             lab = np.where(flip[:, None, None], lab[:, :, ::-1], lab)
             img = np.where(flip[:, None, None, None], img[:, :, ::-1], img)
         seg, real = to_tensors(lab, img, self.k)
-        return self.g_input(seg, self.rng.integers(0, 2**63, len(idx))), real
-
-    def g_input(self, seg: torch.Tensor, seeds) -> torch.Tensor:
-        """The generator's input: the one-hot map, plus the texture field's edges for a noise
-        model (one fresh field per sample). D is given ``seg[:, :k]`` (the map alone)."""
-        if not self.arch.get("noise"):
-            return seg
-        n, _, h, w = seg.shape
-        return torch.cat([seg, noise_edges(seeds, h, w, self.arch["noise"])], 1)
+        # a noise model gets one fresh field per sample; D is given seg[:, :k] (the map alone)
+        seeds = self.rng.integers(0, 2**63, len(idx))
+        return with_texture_field(seg, seeds, self.arch.get("noise", 0.0)), real
 
     # ---- one iteration --------------------------------------------------------------------
     def encode(self, real: torch.Tensor):
@@ -914,7 +902,7 @@ class Trainer:
             labs = np.concatenate([self.eval_labels, self.labels[:n_train_rows]])
             imgs = np.concatenate([self.eval_images, self.images[:n_train_rows]])
             seg, real = to_tensors(labs, imgs, self.k)
-            seg = self.g_input(seg, range(len(labs)))
+            seg = with_texture_field(seg, range(len(labs)), self.arch.get("noise", 0.0))
             cols = [real]
             if self.E is not None:
                 mu, _ = self.E(real)

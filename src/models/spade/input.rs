@@ -60,16 +60,13 @@ pub struct PreparedMap {
 /// platform). Its edges are the generator's per-pixel noise. Twin of `texture_field` in
 /// `tools/train_landscape.py`, which trains the model on fresh fields.
 pub fn texture_field(seed: u64, h: usize, w: usize, density: f64) -> Vec<u32> {
-    const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+    use crate::rng::{GOLDEN, splitmix64};
     let threshold = (density * (1u64 << 24) as f64 + 0.5) as u64;
+    let key = seed.wrapping_mul(GOLDEN);
     let mut out = Vec::with_capacity(h * w);
     for y in 0..h as u64 {
         for x in 0..w as u64 {
-            // SplitMix64's finaliser on (seed, y, x)
-            let mut z = (seed.wrapping_mul(GOLDEN) ^ (y << 32 | x)).wrapping_add(GOLDEN);
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
+            let z = splitmix64((key ^ (y << 32 | x)).wrapping_add(GOLDEN));
             out.push(((z >> 40) < threshold) as u32);
         }
     }
