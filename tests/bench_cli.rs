@@ -5,7 +5,7 @@ use std::process::Command;
 
 #[test]
 fn quick_bench_writes_a_complete_report() {
-    let json = std::env::temp_dir().join(format!("spadework-bench-{}.json", std::process::id()));
+    let json = common::scratch("bench_cli").join("bench.json");
     let backend = if common::gpu().is_some() {
         "all"
     } else {

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn tmpdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("spadework-errors-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    scratch("errors")
 }
 
 /// A copy of the model file `src` as `out` (in the temp dir) with the values of its f32 tensor

@@ -129,8 +129,7 @@ fn colour_coded_copy_gives_the_same_labels_and_unknown_ids_are_named() {
 /// look like their classes: the sky is bluer than the grass, the grass greener than the sky.
 #[test]
 fn built_in_model_renders_the_example_maps() {
-    let dir = std::env::temp_dir().join(format!("spadework-builtin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("builtin");
     let out = dir.join("lake.png");
     let r = std::process::Command::new(env!("CARGO_BIN_EXE_spadework"))
         .args(["render", "--backend", "cpu", "--map"])

@@ -99,7 +99,8 @@ fn rect(v: &serde_json::Value) -> [f32; 4] {
 
 #[test]
 fn paint_window_replay_edits_renders_autosaves_and_restores() {
-    let dir = std::env::temp_dir().join(format!("spadework-paint-e2e-{}", std::process::id()));
+    // Cargo's target/tmp, emptied first, so a run leaves one copy however often it runs.
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("paint_e2e");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = landscape_cfg();

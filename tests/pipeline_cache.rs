@@ -27,8 +27,7 @@ fn relu_once(d: &Device) -> Vec<f32> {
 #[test]
 fn pipeline_cache_is_saved_checksummed_and_survives_damage() {
     // This test binary has one test, so setting the cache dir here races nothing.
-    let dir = std::env::temp_dir().join(format!("spadework-plcache-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = common::scratch("pipeline_cache");
     // SAFETY: single-threaded at this point (the only test of this binary, before any device).
     unsafe { std::env::set_var("SPADEWORK_CACHE_DIR", &dir) };
     let Some(Device::Gpu(ctx)) = common::gpu() else {

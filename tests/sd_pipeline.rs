@@ -140,9 +140,7 @@ fn spadework() -> std::process::Command {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("spadework-sd-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::scratch("sd_pipeline").join(name)
 }
 
 fn txt2img(e: &Expected, extra: &[&str]) -> std::process::Output {

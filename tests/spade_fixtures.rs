@@ -24,9 +24,7 @@ fn run(mut c: Command, dir: &Path) -> String {
 }
 
 fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("spadework-test-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    common::scratch("spade_fixtures").join(name)
 }
 
 fn strs(v: &Value) -> Vec<String> {

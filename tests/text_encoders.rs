@@ -151,9 +151,7 @@ mod tokenizer {
     }
 
     fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("spadework-tok-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+        super::common::scratch(&format!("tokenizer-{name}"))
     }
 
     fn check(tok: &ClipTokenizer, pad_sd2: bool, what: &str) {

@@ -189,9 +189,7 @@ mod cli {
     use std::path::PathBuf;
 
     fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("spadework-t2i-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d.join(name)
+        super::common::scratch("text_to_image").join(name)
     }
 
     /// The landscape model's ADE20K ids.

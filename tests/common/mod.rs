@@ -24,6 +24,21 @@ pub fn devices() -> Vec<Device> {
     v
 }
 
+/// A scratch directory `tag` under Cargo's `target/tmp` (`CARGO_TARGET_TMPDIR`), emptied the first
+/// time this test process asks for it. Test outputs stay out of the system temp dir and take the
+/// space of one run, whatever the number of runs; `cargo clean` removes them.
+pub fn scratch(tag: &str) -> PathBuf {
+    static CLEARED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(tag);
+    let mut cleared = CLEARED.lock().unwrap_or_else(|e| e.into_inner());
+    if !cleared.iter().any(|t| t == tag) {
+        let _ = std::fs::remove_dir_all(&dir);
+        cleared.push(tag.to_string());
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
