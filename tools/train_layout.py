@@ -26,6 +26,7 @@ The stages, each a diffusers `UNet2DConditionModel` that spadework's Stable Diff
   one-hot upsampled by nearest, corrupted by noise-conditioning augmentation: q(z_s | x_lr) at
   a random level s ∈ [0, 0.5·T) (none for 10 % of samples), s told to the model through the class
   vector [pooled text (384), sinusoid(s) (64)]. Trained on 64² crops (16² of the low res).
+  `--no-aug` trains it without the augmentation (s = 0 always), Imagen's ablation.
 """
 import argparse
 import copy
@@ -242,6 +243,9 @@ def train(a, stage):
         opt.load_state_dict(s["opt"])
         step = s["step"]
         torch.set_rng_state(s["rng"])
+        if s.get("no_aug", False) != a.no_aug:
+            sys.exit(f"{ck} was trained with{'out' if s.get('no_aug') else ''} noise-conditioning "
+                     f"augmentation: resume it with{'' if s.get('no_aug') else 'out'} --no-aug")
         print(f"resumed {stage} at step {step}")
     params = sum(p.numel() for p in model.parameters())
     print(f"{stage}: {params / 1e6:.2f} M parameters, batch {a.batch}, steps {step}->{a.steps}, "
@@ -249,7 +253,7 @@ def train(a, stage):
 
     def save():
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "rng": torch.get_rng_state(),
+                    "step": step, "rng": torch.get_rng_state(), "no_aug": a.no_aug,
                     "vocab": model["text"].vocab if bow else None}, ck + ".tmp")
         os.replace(ck + ".tmp", ck)
 
@@ -275,6 +279,8 @@ def train(a, stage):
             low = one_hot(lr[i][:, oy // 4:(oy + c) // 4, ox // 4:(ox + c) // 4])
             s = (torch.rand(a.batch) * 0.5 * T).long()
             s[torch.rand(a.batch) < 0.1] = 0
+            if a.no_aug:  # Imagen's ablation: the low-res input always clean (the model is told 0)
+                s.zero_()
             acs = ac[s].view(-1, 1, 1, 1)
             low = acs.sqrt() * low + (1 - acs).sqrt() * torch.randn_like(low)
             low[s == 0] = one_hot(lr[i][s == 0][:, oy // 4:(oy + c) // 4, ox // 4:(ox + c) // 4])
@@ -509,6 +515,9 @@ def main():
     p.add_argument("--guidance", type=float, default=3.0)
     p.add_argument("--dyn", type=float, default=None)
     p.add_argument("--steps-sample", type=int, default=20)
+    p.add_argument("--no-aug", action="store_true",
+                   help="sr: train without noise-conditioning augmentation (the ablation; the "
+                        "low-res input is always clean and the model is told level 0)")
     p.add_argument("--encoder", choices=["minilm", "bow"], default="minilm",
                    help="base: the frozen MiniLM, or the bag-of-words baseline trained with it "
                         "(checkpoint base_bow_ckpt.pt; scored by eval_text_to_image.py --torch-base)")
