@@ -432,6 +432,9 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--no-class-weights", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-seed0", type=int, default=TRAIN_SEED0,
+                    help="first training seed; a second segmenter for a training loss takes other "
+                         "seeds (e.g. 2400000) and --seed, so the one that scores stays independent")
     ap.add_argument("--max-minutes", type=float, default=40.0, help="per invocation")
     ap.add_argument("--save-every", type=int, default=250)
     ap.add_argument("--print-every", type=float, default=15.0, help="seconds")
@@ -446,6 +449,9 @@ def main(argv=None) -> None:
         return bench(a)
     if not 0 < a.n_train <= MAX_TRAIN:
         ap.error(f"--n-train must be in 1..{MAX_TRAIN}")
+    if not TRAIN_SEED0 <= a.train_seed0 <= VAL_SEED0 - a.n_train:
+        ap.error(f"--train-seed0 must be in {TRAIN_SEED0}..{VAL_SEED0 - a.n_train} (the training "
+                 f"seeds must not reach the validation seeds {VAL_SEED0}..)")
     os.makedirs(a.work, exist_ok=True)
     ck_path = os.path.join(a.work, "segnet_ckpt.pt")
     out_path = os.path.join(a.work, "segnet.pt")
@@ -457,7 +463,7 @@ def main(argv=None) -> None:
         s = evaluate(model, val["images"], val["labels"])
         print(f"{out_path} (step {meta['step']}) on {a.n_val} val renders: {fmt_scores(s)}")
         return
-    tr = cached_set(a.work, TRAIN_SEED0, a.n_train, a.size, a.threads, "train")
+    tr = cached_set(a.work, a.train_seed0, a.n_train, a.size, a.threads, "train")
     n = len(tr["labels"])
 
     model = SegUNet(K, a.width)
@@ -475,7 +481,7 @@ def main(argv=None) -> None:
         step, train_s = int(ck["step"]), float(ck.get("train_seconds", 0.0))
         print(f"resumed {ck_path} at step {step} ({train_s / 60:.1f} min trained)")
     print(f"SegUNet width {a.width}: {n_params(model) / 1e6:.2f} M params; {n} train "
-          f"(seeds {TRAIN_SEED0}..), {a.n_val} val (seeds {VAL_SEED0}..) at {a.size}^2; batch "
+          f"(seeds {a.train_seed0}..), {a.n_val} val (seeds {VAL_SEED0}..) at {a.size}^2; batch "
           f"{a.batch}, steps {step}->{a.steps}, {torch.get_num_threads()} threads")
     print("class weights: " + " ".join(f"{c[1]} {w:.2f}" for c, w in zip(CLASSES, cw)), flush=True)
     cw_t = torch.from_numpy(cw)
@@ -502,7 +508,7 @@ def main(argv=None) -> None:
                             classes=CLASSES))
         _save(out_path, dict(model=model.state_dict(), arch=arch, classes=CLASSES, step=step,
                              train_seconds=train_s, val=s, val_seeds=[VAL_SEED0, a.n_val],
-                             train_seeds=[TRAIN_SEED0, n], input="rgb uint8 / 127.5 - 1",
+                             train_seeds=[a.train_seed0, n], input="rgb uint8 / 127.5 - 1",
                              args=vars(a)))
         with open(log_path, "a") as f:
             f.write(json.dumps(dict(step=step, val=s, final=final)) + "\n")

@@ -678,6 +678,18 @@ class Trainer:
         self.perm, self.pos = self.rng.permutation(len(self.labels)), 0
         self.step = 0
         self.train_seconds = 0.0
+        self.segnet = None
+        if a.lambda_seg > 0:
+            import segnet as sn  # tools/segnet.py
+            if not a.seg_loss:
+                raise SystemExit("--lambda-seg needs --seg-loss SEGNET.pt")
+            self.segnet, meta = sn.load(a.seg_loss)
+            seeds = meta.get("train_seeds", [sn.TRAIN_SEED0])
+            if seeds[0] == sn.TRAIN_SEED0:
+                raise SystemExit(f"--seg-loss {a.seg_loss} was trained on seeds {sn.TRAIN_SEED0}.., "
+                                 "like the segmenter that scores the generator; train a second one "
+                                 "(tools/segnet.py --train-seed0 2400000 --seed 1) for the loss")
+            set_requires_grad(self.segnet, False)
 
     # ---- data ---------------------------------------------------------------------------
     def next_batch(self):
@@ -752,6 +764,23 @@ class Trainer:
         for be, b in zip(self.G_ema.buffers(), self.G.buffers()):
             be.copy_(b)  # BN running stats and spectral-norm u/v follow the trained G
 
+    def seg_perceptual(self, fake, real):
+        """The SPADE VGG loss with the features of a frozen second segmenter (tools/segnet.py
+        --train-seed0 …) in place of VGG19's: L1 between fake's and the paired render's
+        activations after each encoder block and the bottleneck, weighted 1/32 … 1 like VGG's."""
+        def feats(x):
+            out = []
+            for i, e in enumerate(self.segnet.enc):
+                x = e(x if i == 0 else F.max_pool2d(x, 2))
+                out.append(x)
+            out.append(self.segnet.mid(F.max_pool2d(x, 2)))
+            return out
+        with torch.no_grad():
+            fr = feats(real)
+        ff = feats(fake)
+        loss = sum(w * F.l1_loss(a_, b_) for w, a_, b_ in zip((1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0), ff, fr))
+        return loss * self.a.lambda_seg
+
     def recon_loss(self, fake, real):
         if self.a.l1_pool > 1:  # colours / light / layout only: texture is left to the D
             fake = F.avg_pool2d(fake, self.a.l1_pool)
@@ -793,6 +822,10 @@ class Trainer:
             band, det = stats_loss(fake, real, seg[:, :self.k], a.lambda_band, a.lambda_detail)
             loss = loss + band + det
             logs.update(band=band, detail=det)
+        if self.segnet is not None:
+            perc = self.seg_perceptual(fake, real)
+            loss = loss + perc
+            logs["seg"] = perc
         loss.backward()
         self.optG.step()
         set_requires_grad(self.D, True)
@@ -857,7 +890,8 @@ class Trainer:
                                                         "lambda_kld", "lambda_l1", "reuse_fake",
                                                         "l1_pool", "lambda_labelmix", "ema",
                                                         "init_from", "init_d_from", "d_warmup",
-                                                        "lambda_band", "lambda_detail", "noise_init")},
+                                                        "lambda_band", "lambda_detail", "noise_init",
+                                                        "lambda_seg", "seg_loss")},
         }
 
     def save(self) -> str:
@@ -1035,6 +1069,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="penalty on banding above the paired render's (band_stat)")
     p.add_argument("--lambda-detail", type=float, default=0.0,
                    help="pull each region's fine detail to the paired render's (detail_stat)")
+    p.add_argument("--lambda-seg", type=float, default=0.0,
+                   help="perceptual loss (SPADE's VGG loss) on a second segmenter's features")
+    p.add_argument("--seg-loss", metavar="SEGNET_PT",
+                   help="that segmenter: tools/segnet.py trained with --train-seed0 (not the one "
+                        "that scores)")
     p.add_argument("--noise-init", type=float, default=0.0,
                    help="with --init-from and --noise: initial edge-channel weights, relative std")
     p.add_argument("--d-warmup", type=int, default=0,
