@@ -326,6 +326,29 @@ def print_table(rows: list[dict], ref: dict) -> None:
           f"{ref['detail_abs']:.2f}; FD columns of 'renders' = renders vs other renders)")
 
 
+def figure(path: str, labels_ade, renders, gens: list, names: list, scale: int = 2) -> None:
+    """Rows = held-out maps; columns = the map in its class colours | the procedural render |
+    each model's image of it, captioned, every tile enlarged `scale`× by nearest."""
+    from PIL import Image, ImageDraw
+    lut = np.zeros((256, 3), np.uint8)
+    for i, _, rgb in sn.CLASSES:
+        lut[i] = rgb
+    cols = [lut[labels_ade], renders] + list(gens)
+    heads = ["map", "render"] + list(names)
+    n, h, w = labels_ade.shape
+    t, gap, head = h * scale, 4, 16
+    im = Image.new("RGB", (len(cols) * (w * scale + gap) - gap, head + n * (t + gap) - gap), "white")
+    d = ImageDraw.Draw(im)
+    for c, (col, name) in enumerate(zip(cols, heads)):
+        x = c * (w * scale + gap)
+        d.text((x + 2, 2), name, fill="black")
+        for r in range(n):
+            tile = Image.fromarray(np.ascontiguousarray(col[r])).resize((w * scale, t), Image.NEAREST)
+            im.paste(tile, (x, head + r * (t + gap)))
+    im.save(path)
+    print(f"wrote {path}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -341,6 +364,8 @@ def main(argv=None) -> None:
     ap.add_argument("--min-run", type=int, default=16, help="pixels of a region in a row / column")
     ap.add_argument("--fd-stride", type=int, default=4)
     ap.add_argument("--json")
+    ap.add_argument("--figure", help="write a PNG: map | render | each model, first --figure-n maps")
+    ap.add_argument("--figure-n", type=int, default=6)
     ap.add_argument("--gen-dir", help="keep generated PNGs here (one sub-directory per model)")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse the PNGs in --gen-dir/<name> (same model assumed)")
@@ -401,7 +426,7 @@ def main(argv=None) -> None:
     ref["banding_abs"] = band_value(ref["banding"])
     ref["detail_abs"] = ref["detail"]["mean"]
 
-    rows = []
+    rows, all_gens = [], []
     for (kind, path), name in zip(models, names):
         t0 = time.time()
         info = {}
@@ -434,11 +459,14 @@ def main(argv=None) -> None:
                         ref, a)
         r.update(source=info, seconds=time.time() - t0)
         rows.append(r)
+        all_gens.append(gens[:a.figure_n])
         print(f"{name}: mIoU {r['miou'] * 100:.1f}, banding {r['banding']:.2f}x (sky "
               f"{r['banding_sky']:.2f}x), detail {r['detail']:.2f}x, FD-seg {r['fd_pixel']:.3f} "
               f"({time.time() - t0:.0f}s)", flush=True)
     print()
     print_table(rows, ref)
+    if a.figure:
+        figure(a.figure, labels_ade[:a.figure_n], renders[:a.figure_n], all_gens, names)
     if a.json:
         out = dict(n=a.n, seeds=[seeds[0], seeds[-1]], size=a.size, erode=a.erode,
                    min_run=a.min_run, fd_stride=a.fd_stride,
