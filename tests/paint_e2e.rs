@@ -3,6 +3,7 @@
 //! saved map, the screenshots (the canvas and the preview changed), the generated image, the
 //! autosave, and that a second start restores the painting.
 #![cfg(feature = "paint")]
+mod common;
 use spadework::models::SpadeConfig;
 use spadework::models::spade::config::ClassInfo;
 use spadework::paint::files::{Palette, open_map};
@@ -99,10 +100,7 @@ fn rect(v: &serde_json::Value) -> [f32; 4] {
 
 #[test]
 fn paint_window_replay_edits_renders_autosaves_and_restores() {
-    // Cargo's target/tmp, emptied first, so a run leaves one copy however often it runs.
-    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("paint_e2e");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("paint_e2e");
     let cfg = landscape_cfg();
     let weights = dir.join("model.safetensors");
     spadework::pipelines::spade::SpadePipeline::random_store(&cfg, 5)

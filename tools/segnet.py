@@ -141,13 +141,18 @@ class SegUNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The last decoder block's output (the input of the 1x1 head)."""
-        skips = []
+    def encoder_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The outputs of the four encoder blocks (the skips) and of the bottleneck."""
+        out = []
         for i, e in enumerate(self.enc):
             x = e(x if i == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
-        x = self.mid(F.max_pool2d(x, 2))
+            out.append(x)
+        out.append(self.mid(F.max_pool2d(x, 2)))
+        return out
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last decoder block's output (the input of the 1x1 head)."""
+        *skips, x = self.encoder_features(x)
         for i in reversed(range(4)):
             x = self.dec[i](torch.cat([self.up[i](x), skips[i]], 1))
         return x

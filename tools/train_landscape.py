@@ -768,16 +768,9 @@ class Trainer:
         """The SPADE VGG loss with the features of a frozen second segmenter (tools/segnet.py
         --train-seed0 …) in place of VGG19's: L1 between fake's and the paired render's
         activations after each encoder block and the bottleneck, weighted 1/32 … 1 like VGG's."""
-        def feats(x):
-            out = []
-            for i, e in enumerate(self.segnet.enc):
-                x = e(x if i == 0 else F.max_pool2d(x, 2))
-                out.append(x)
-            out.append(self.segnet.mid(F.max_pool2d(x, 2)))
-            return out
         with torch.no_grad():
-            fr = feats(real)
-        ff = feats(fake)
+            fr = self.segnet.encoder_features(real)
+        ff = self.segnet.encoder_features(fake)
         loss = sum(w * F.l1_loss(a_, b_) for w, a_, b_ in zip((1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0), ff, fr))
         return loss * self.a.lambda_seg
 
