@@ -38,22 +38,9 @@ def main() -> None:
     p.add_argument("--out", default=os.path.join(HERE, "..", "tests", "fixtures", "landscape"))
     a = p.parse_args()
     torch.set_num_threads(1)
-    w, meta = tl.load_safetensors_np(a.weights)
-    cfg = json.loads(meta["spade_config"])
-    classes = [(int(c["id"]), str(c["name"]), tuple(c["color"])) for c in cfg["classes"]]
-    size, k = cfg["crop_size"], len(classes)
+    G, opt, cfg, classes = tl.generator_from_file(a.weights)
+    size = cfg["crop_size"]
     noise = cfg.get("texture_field") or 0.0
-    opt = tl.g_options(size, cfg["ngf"], cfg["use_vae"], k, noise)
-    G = sr.SPADEGenerator(opt)
-    missing = tl.load_folded(G, w)
-    if missing:
-        raise SystemExit(f"{a.weights}: generator keys missing: {missing[:8]}")
-    with torch.no_grad():  # the file holds W / sigma already: use it as it is, not / sigma again
-        for name, m in G.named_modules():
-            if hasattr(m, "weight_orig"):
-                torch.nn.utils.remove_spectral_norm(m)
-                m.weight.copy_(torch.from_numpy(w[name + ".weight"]).reshape(m.weight.shape))
-    G.eval()
 
     label, _, caption = landscape.sample(MAP_SEED, size)
     inst = tl.texture_field(FIELD_SEED, size, size, noise) if noise else None

@@ -639,6 +639,27 @@ def load_folded(net: nn.Module, weights: dict, prefix: str = "", noise_init: flo
     return missing
 
 
+@torch.no_grad()
+def generator_from_file(path: str):
+    """A model file as ``spadework`` runs it -> (G, opt, cfg, classes): the PyTorch
+    ``SPADEGenerator`` with the file's weights as they are (int8 dequantised; spectral norm
+    removed, since the file stores the folded W / sigma), in eval mode."""
+    w, meta = load_safetensors_np(path)
+    cfg = json.loads(meta["spade_config"])
+    classes = [(int(c["id"]), str(c["name"]), tuple(c["color"])) for c in cfg["classes"]]
+    opt = g_options(cfg["crop_size"], cfg["ngf"], cfg["use_vae"], len(classes),
+                    cfg.get("texture_field") or 0.0)
+    G = sr.SPADEGenerator(opt)
+    missing = load_folded(G, w)
+    if missing:
+        raise SystemExit(f"{path}: generator keys missing: {missing[:8]}")
+    for name, m in G.named_modules():  # use the folded weight as it is, not / sigma again
+        if hasattr(m, "weight_orig"):
+            torch.nn.utils.remove_spectral_norm(m)
+            m.weight.copy_(torch.from_numpy(w[name + ".weight"]).reshape(m.weight.shape))
+    return G.eval(), opt, cfg, classes
+
+
 def split_preds(preds: list[list[torch.Tensor]], n: int):
     fake = [[t[:n] for t in p] for p in preds]
     real = [[t[n:] for t in p] for p in preds]

@@ -5,13 +5,19 @@ change the rendered light. Also the look classifier the evaluation scores looks 
 
     python3 tools/train_prior.py data  --work DIR [--n 4000] [--renders NPZ]
                                              # renders → encoder means, captions
-    python3 tools/train_prior.py train --work DIR [--steps 20000] [--max-minutes 20]
+    python3 tools/train_prior.py pool  --work DIR [--pool 1200]    # z ~ N(0, I) → G's image → look
+    python3 tools/train_prior.py train --work DIR [--targets pool|mu] [--steps 20000] [--max-minutes 20]
     python3 tools/train_prior.py export --work DIR --out assets/prior.safetensors
     python3 tools/train_prior.py fixtures                       # tests/fixtures/prior/
-    python3 tools/train_prior.py ceiling --work DIR             # what the renderer allows
+    python3 tools/train_prior.py ceiling --work DIR [--targets pool] [--figure PNG]
+                                                 # what the renderer allows
 
-Targets are the style encoder's mean (netE of assets/landscape.safetensors) on the procedural
-world's renders; the text is the caption, with its look phrase ("at dusk", "under heavy
+Targets (`--targets mu`) are the style encoder's mean (netE of assets/landscape.safetensors) on
+the procedural world's renders. A model whose encoder has collapsed (posterior N(0, I) whatever
+the render, so its means carry no look) uses `--targets pool` instead: z ~ N(0, I) rendered by
+the generator itself on training maps, each z labelled with the look the look classifier reads
+off its image (a look the generator never produces gets the z's it rates most likely for it); a
+caption of look L is paired with a random z of L's pool at every step. The text is the caption, with its look phrase ("at dusk", "under heavy
 clouds", …) cut out for 30 % of the samples, so a prompt that names no look draws from all
 looks. The denoiser is an MLP on [z_t, pooled text (384), sinusoid(t) (128)] → x̂₀ (unCLIP
 predicts the clean embedding), trained on a cosine schedule with 10 % of the texts dropped to the
@@ -154,6 +160,61 @@ def data(a):
     print(f"wrote {path}: mu std {mu.std():.3f}, {len(caps)} renders")
 
 
+POOL_SEED0 = 7_500_000
+POOL_MIN = 32  # a look gets at least this many z's (the most likely ones when fewer read as it)
+
+
+def classify_looks(lc, color):
+    """Look classifier (look_classifier.pt) on colour features [N, 18] → probabilities [N, 4]."""
+    f = (torch.from_numpy(color).float() - lc["mean"]) / lc["std"]
+    return torch.softmax(f @ lc["w"].T + lc["b"], 1).numpy()
+
+
+def pool(a):
+    """z ~ N(0, I) → the generator's image on a training map → its look (for `--targets pool`)."""
+    import train_landscape as tl
+    import spade_reference as sr
+    from tqdm import tqdm
+    torch.set_num_threads(a.threads)
+    path = os.path.join(a.work, "look_pool.npz")
+    d = np.load(os.path.join(a.work, "prior_data.npz"))
+    lc_path = os.path.join(a.work, "look_classifier.pt")
+    if not os.path.exists(lc_path):
+        look_classifier(a, d)
+    lc = torch.load(lc_path)
+    G, opt, cfg, classes = tl.generator_from_file(os.path.join(HERE, "..", "assets", "landscape.safetensors"))
+    seeds = list(range(POOL_SEED0, POOL_SEED0 + a.pool))
+    r = tl.render(landscape, seeds, cfg["crop_size"], tl.class_lut(classes), "pool maps")
+    z = np.random.default_rng(a.seed).standard_normal((a.pool, Z)).astype(np.float32)
+    noise = cfg.get("texture_field") or 0.0
+    color = np.zeros((a.pool, 18), np.float32)
+    for b in tqdm(range(0, a.pool, 16), desc="pool"):
+        idx = range(b, min(b + 16, a.pool))
+        seg = torch.cat([sr.make_semantics(r["labels"][i].astype(np.int64), opt,
+                                           tl.texture_field(seeds[i], *r["labels"][i].shape, noise)
+                                           if noise else None) for i in idx])
+        with torch.no_grad():
+            y = G(seg, torch.from_numpy(z[b:b + 16]))
+        img = ((y.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+        color[b:b + len(idx)] = color_features(img)
+    prob = classify_looks(lc, color)
+    np.savez(path, z=z, prob=prob, look=prob.argmax(1), seeds=np.array(seeds))
+    counts = np.bincount(prob.argmax(1), minlength=len(LOOKS))
+    print(f"wrote {path}: " + ", ".join(f"{n} {c}" for n, c in zip(LOOKS, counts)))
+
+
+def pool_members(pool_npz):
+    """→ per look, the indices of the pool's z's that stand for it."""
+    prob, look = pool_npz["prob"], pool_npz["look"]
+    out = []
+    for k in range(len(LOOKS)):
+        idx = np.where(look == k)[0]
+        if len(idx) < POOL_MIN:
+            idx = np.argsort(-prob[:, k])[:POOL_MIN]
+        out.append(idx)
+    return out
+
+
 def train(a):
     from tqdm import tqdm
     torch.set_num_threads(a.threads)
@@ -161,6 +222,11 @@ def train(a):
     d = np.load(os.path.join(a.work, "prior_data.npz"))
     n_val = 200
     mu = torch.from_numpy(d["mu"])[:-n_val]
+    looks = torch.from_numpy(d["looks"])[:-n_val]
+    if a.targets == "pool":
+        pz = np.load(os.path.join(a.work, "look_pool.npz"))
+        pool_z = torch.from_numpy(pz["z"])
+        members = [torch.from_numpy(m) for m in pool_members(pz)]
     text, nolook = torch.from_numpy(d["text"])[:-n_val], torch.from_numpy(d["text_nolook"])[:-n_val]
     empty = torch.from_numpy(d["empty"])
     model, ema = Prior(), Prior()
@@ -171,13 +237,19 @@ def train(a):
     step = 0
     if os.path.exists(ck):
         s = torch.load(ck, weights_only=False)
+        if s.get("targets", "mu") != a.targets:
+            sys.exit(f"{ck} was trained with --targets {s.get('targets', 'mu')}, not {a.targets}")
         model.load_state_dict(s["model"]), ema.load_state_dict(s["ema"]), opt.load_state_dict(s["opt"])
         step = s["step"]
     t0 = time.time()
     bar = tqdm(total=a.steps, initial=step, desc="prior")
     while step < a.steps:
         i = torch.randint(0, len(mu), (a.batch,))
-        x0 = mu[i]
+        if a.targets == "pool":  # a random z of the caption's look
+            x0 = torch.stack([pool_z[m[torch.randint(0, len(m), ())]]
+                              for m in (members[int(k)] for k in looks[i])])
+        else:
+            x0 = mu[i]
         c = torch.where((torch.rand(a.batch) < 0.3)[:, None], nolook[i], text[i])
         c[torch.rand(a.batch) < 0.1] = empty
         t = torch.randint(0, T, (a.batch,))
@@ -201,7 +273,7 @@ def train(a):
             if time.time() - t0 > a.max_minutes * 60:
                 break
     torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "step": step}, ck)
+                "step": step, "targets": a.targets}, ck)
     bar.close()
     look_classifier(a, d)
 
@@ -244,7 +316,8 @@ def export(a):
     from safetensors.torch import save_file
     s = torch.load(os.path.join(a.work, "prior_ckpt.pt"), weights_only=False)
     cfg = {"z_dim": Z, "text_dim": TEXT, "temb_dim": TEMB, "width": WIDTH, "layers": 4,
-           "scheduler": scheduler_config(), "trained_steps": s["step"]}
+           "scheduler": scheduler_config(), "trained_steps": s["step"],
+           "targets": s.get("targets", "mu")}
     save_file({k: v.contiguous() for k, v in s["ema"].items()}, a.out,
               metadata={"prior_config": json.dumps(cfg)})
     print(f"wrote {a.out}")
@@ -273,34 +346,54 @@ def fixtures(a):
 
 
 def ceiling(a):
-    """What the renderer allows: the built-in model renders example maps with the style
-    encoder's mean of real renders of each look (what a perfect prior would hand it), and the
-    look classifier reads the look off the images."""
+    """What the renderer allows: the built-in model renders example maps with a z that stands
+    for each look (what a perfect prior would hand it): the style encoder's mean of held-out
+    renders of that look (`--targets mu`), or z's of that look's pool (`--targets pool`, read on
+    other maps); the look classifier reads the look off the images."""
     import subprocess
     import tempfile
     from PIL import Image
     d = np.load(os.path.join(a.work, "prior_data.npz"))
     lc = torch.load(os.path.join(a.work, "look_classifier.pt"))
+    if a.targets == "pool":
+        pz = np.load(os.path.join(a.work, "look_pool.npz"))
+        zs = [pz["z"][m[:8]] for m in pool_members(pz)]
+    else:
+        zs = [d["mu"][-200:][np.where(d["looks"][-200:] == k)[0][:8]] for k in range(len(LOOKS))]
     maps = ["lake", "coast", "mountains", "river_valley"]
     conf = np.zeros((4, 4), int)
+    tiles = []
     with tempfile.TemporaryDirectory() as tmp:
         for look in range(4):
-            for j, i in enumerate(np.where(d["looks"][-200:] == look)[0][:8]):
+            for j, zv in enumerate(zs[look]):
                 z, out = os.path.join(tmp, "z.npy"), os.path.join(tmp, "x.png")
-                np.save(z, d["mu"][-200:][i].astype(np.float32))
+                np.save(z, zv.astype(np.float32))
                 m = os.path.join(HERE, "..", "maps", maps[j % len(maps)] + ".png")
                 subprocess.run([a.spadework, "render", "--map", m, "--z", z, "-o", out, "--backend",
                                 "cpu"], check=True, capture_output=True)
-                f = torch.from_numpy(color_features(np.array(Image.open(out).convert("RGB"))[None]))
-                conf[look, int((((f.float() - lc["mean"]) / lc["std"]) @ lc["w"].T + lc["b"]).argmax())] += 1
-    print(f"renders' own z (held-out encoder means), classified look (rows: true, cols: {LOOKS}):")
+                img = np.array(Image.open(out).convert("RGB"))
+                tiles.append(img)
+                conf[look, int(classify_looks(lc, color_features(img[None])).argmax())] += 1
+    what = "pool z's" if a.targets == "pool" else "held-out encoder means"
+    print(f"z per look ({what}), classified look (rows: true, cols: {LOOKS}):")
     print(conf)
     print(f"agreement {np.trace(conf)}/{conf.sum()} = {100 * np.trace(conf) / conf.sum():.1f} %")
+    if a.figure:  # one row per look, the images in the order rendered
+        cols = max(len(z) for z in zs)
+        h, w = tiles[0].shape[:2]
+        fig = Image.new("RGB", (w * cols, h * len(zs)))
+        k = 0
+        for look, z in enumerate(zs):
+            for j in range(len(z)):
+                fig.paste(Image.fromarray(tiles[k]), (w * j, h * look))
+                k += 1
+        fig.save(a.figure)
+        print(f"wrote {a.figure}")
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("cmd", choices=["data", "train", "export", "fixtures", "ceiling"])
+    p.add_argument("cmd", choices=["data", "pool", "train", "export", "fixtures", "ceiling"])
     p.add_argument("--spadework", default="target/release/spadework")
     p.add_argument("--work")
     p.add_argument("--n", type=int, default=4000)
@@ -312,12 +405,16 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
+    p.add_argument("--pool", type=int, default=1200, help="z's rendered by `pool`")
+    p.add_argument("--targets", choices=["mu", "pool"], default="mu",
+                   help="train on the encoder's means or on look_pool.npz (`pool`)")
+    p.add_argument("--figure", help="ceiling: write its renders here, one row per look")
     p.add_argument("--renders", help="reuse rendered (labels, images, captions, seeds) .npz")
     a = p.parse_args()
     if a.cmd == "fixtures":
         return fixtures(a)
     os.makedirs(a.work, exist_ok=True)
-    {"data": data, "train": train, "export": export, "ceiling": ceiling}[a.cmd](a)
+    {"data": data, "pool": pool, "train": train, "export": export, "ceiling": ceiling}[a.cmd](a)
 
 
 if __name__ == "__main__":
