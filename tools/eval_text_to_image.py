@@ -372,12 +372,16 @@ def main():
                    "WORK in PyTorch instead (no SR, no images), with --encoder")
     p.add_argument("--encoder", choices=["minilm", "bow"], default="minilm",
                    help="with --torch-base: the frozen MiniLM or the bag-of-words baseline")
+    p.add_argument("--looks-only", action="store_true", help="only the look agreement (needs "
+                   "--look-classifier)")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--figure", help="write the README figure (8 prompts × 3 seeds) here and stop")
     p.add_argument("--out", default=None, help="write grid.png and results.json here")
     p.add_argument("--threshold-figure", help="write the thresholding figure (one prompt's layouts "
                    "per guidance weight, without / static / dynamic thresholding) here and stop")
     a = p.parse_args()
+    if a.looks_only and not a.look_classifier:
+        p.error("--looks-only needs --look-classifier")
     if a.torch_base and (a.segnet or a.look_classifier):
         p.error("--torch-base scores layouts only (no images): --segnet and --look-classifier need "
                 "the images spadework renders")
@@ -409,6 +413,9 @@ def main():
                           if r["threshold"] == th] for label, th in curves}
         pareto_plot(points, os.path.join(out, "pareto.png"))
         return
+    if a.looks_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            return look_agreement(a, tmp)
     summary, rows, renders, layouts_all = evaluate(a)
     if a.look_classifier:
         with tempfile.TemporaryDirectory() as tmp:

@@ -203,14 +203,15 @@ def pool(a):
     print(f"wrote {path}: " + ", ".join(f"{n} {c}" for n, c in zip(LOOKS, counts)))
 
 
-def pool_members(pool_npz):
-    """→ per look, the indices of the pool's z's that stand for it."""
+def pool_members(pool_npz, top=0):
+    """→ per look, the indices of the pool's z's that stand for it: those read as it (at least
+    POOL_MIN: the most likely ones when fewer are), or with `top` > 0 the `top` most likely."""
     prob, look = pool_npz["prob"], pool_npz["look"]
     out = []
     for k in range(len(LOOKS)):
         idx = np.where(look == k)[0]
-        if len(idx) < POOL_MIN:
-            idx = np.argsort(-prob[:, k])[:POOL_MIN]
+        if top > 0 or len(idx) < POOL_MIN:
+            idx = np.argsort(-prob[:, k])[:top or POOL_MIN]
         out.append(idx)
     return out
 
@@ -226,7 +227,7 @@ def train(a):
     if a.targets == "pool":
         pz = np.load(os.path.join(a.work, "look_pool.npz"))
         pool_z = torch.from_numpy(pz["z"])
-        members = [torch.from_numpy(m) for m in pool_members(pz)]
+        members = [torch.from_numpy(m) for m in pool_members(pz, a.pool_top)]
     text, nolook = torch.from_numpy(d["text"])[:-n_val], torch.from_numpy(d["text_nolook"])[:-n_val]
     empty = torch.from_numpy(d["empty"])
     model, ema = Prior(), Prior()
@@ -237,8 +238,9 @@ def train(a):
     step = 0
     if os.path.exists(ck):
         s = torch.load(ck, weights_only=False)
-        if s.get("targets", "mu") != a.targets:
-            sys.exit(f"{ck} was trained with --targets {s.get('targets', 'mu')}, not {a.targets}")
+        if (s.get("targets", "mu"), s.get("pool_top", 0)) != (a.targets, a.pool_top):
+            sys.exit(f"{ck} was trained with --targets {s.get('targets', 'mu')} --pool-top "
+                     f"{s.get('pool_top', 0)}, not {a.targets} {a.pool_top}")
         model.load_state_dict(s["model"]), ema.load_state_dict(s["ema"]), opt.load_state_dict(s["opt"])
         step = s["step"]
     t0 = time.time()
@@ -269,11 +271,11 @@ def train(a):
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % 2000 == 0 or time.time() - t0 > a.max_minutes * 60:
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                        "step": step}, ck)
+                        "step": step, "targets": a.targets, "pool_top": a.pool_top}, ck)
             if time.time() - t0 > a.max_minutes * 60:
                 break
     torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "step": step, "targets": a.targets}, ck)
+                "step": step, "targets": a.targets, "pool_top": a.pool_top}, ck)
     bar.close()
     look_classifier(a, d)
 
@@ -357,7 +359,7 @@ def ceiling(a):
     lc = torch.load(os.path.join(a.work, "look_classifier.pt"))
     if a.targets == "pool":
         pz = np.load(os.path.join(a.work, "look_pool.npz"))
-        zs = [pz["z"][m[:8]] for m in pool_members(pz)]
+        zs = [pz["z"][m[:8]] for m in pool_members(pz, a.pool_top)]
     else:
         zs = [d["mu"][-200:][np.where(d["looks"][-200:] == k)[0][:8]] for k in range(len(LOOKS))]
     maps = ["lake", "coast", "mountains", "river_valley"]
@@ -406,6 +408,8 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out")
     p.add_argument("--pool", type=int, default=1200, help="z's rendered by `pool`")
+    p.add_argument("--pool-top", type=int, default=0,
+                   help="--targets pool: each look's K most likely z's (0: all read as it)")
     p.add_argument("--targets", choices=["mu", "pool"], default="mu",
                    help="train on the encoder's means or on look_pool.npz (`pool`)")
     p.add_argument("--figure", help="ceiling: write its renders here, one row per look")
