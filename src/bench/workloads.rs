@@ -589,7 +589,7 @@ fn demo_workloads(d: &Device) -> Vec<Work<'_>> {
         let model = demo_model(d)?;
         let classes: Vec<u32> = model.cfg.classes.iter().map(|c| c.id).collect();
         let trunk = crate::models::spade::generator_flops_trunk(&model.cfg)?;
-        Ok((ModelRenderer::new(model), demo_canvases(&classes), trunk))
+        Ok((ModelRenderer::new(model, 0), demo_canvases(&classes), trunk))
     };
     vec![
         Work::new("demo 128² render", "e2e", move || {

@@ -225,11 +225,12 @@ impl PaintApp {
         let store = opts.store;
         let (backend, adapter) = (opts.backend, opts.adapter.clone());
         let gpu_weights = opts.gpu_weights;
+        let field_seed = seed;
         let worker = Worker::spawn(
             move || {
                 let device = Device::select(backend, adapter.as_deref())?;
                 let model = SpadePipeline::from_store(&store, &device, gpu_weights)?;
-                Ok(Box::new(ModelRenderer::new(model)) as Box<dyn Renderer>)
+                Ok(Box::new(ModelRenderer::new(model, field_seed)) as Box<dyn Renderer>)
             },
             Box::new(move || ctx.request_repaint()),
         );

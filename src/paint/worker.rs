@@ -195,10 +195,13 @@ pub struct ModelRenderer {
     pub model: SpadePipeline,
     known: HashSet<u32>,
     style_cache: Option<(PathBuf, Vec<f32>)>,
+    /// The texture field's seed (texture-field models): fixed for the painting, so a new style
+    /// changes z only and reuses the cached γ/β, and the grain stays put while one paints.
+    field_seed: u64,
 }
 
 impl ModelRenderer {
-    pub fn new(model: SpadePipeline) -> ModelRenderer {
+    pub fn new(model: SpadePipeline, field_seed: u64) -> ModelRenderer {
         // Strokes change a small part of the map and styles change z only: keep γ/β.
         model.generator.set_gamma_beta_cache(true);
         let known = super::files::Palette::for_model(&model.cfg)
@@ -210,6 +213,7 @@ impl ModelRenderer {
             model,
             known,
             style_cache: None,
+            field_seed,
         }
     }
 }
@@ -252,7 +256,9 @@ impl Renderer for ModelRenderer {
         if !self.model.cfg.use_vae && matches!(req.style, Style::Image(_)) {
             bail!("this model has no style input (not a VAE generator)");
         }
-        let (out, (h, w)) = self.model.render(&prepared, z.as_ref())?;
+        let (out, (h, w)) = self
+            .model
+            .render_seeded(&prepared, z.as_ref(), self.field_seed)?;
         Ok((crate::io::image::to_rgb8(&out, h, w), w, h))
     }
 }
