@@ -22,6 +22,10 @@ pub struct PriorConfig {
     pub layers: usize,
     /// The DDIM schedule it was trained on (diffusers `scheduler_config.json` fields).
     pub scheduler: serde_json::Value,
+    /// What it was trained to produce (tools/train_prior.py `--targets`): `"mu"` (the style
+    /// encoder's means; absent in older files) or `"pool"` (z ~ N(0, I) labelled by look).
+    #[serde(default)]
+    pub targets: Option<String>,
 }
 
 pub struct LookPrior {

@@ -95,6 +95,17 @@ impl Prior {
     }
 }
 
+/// A prior trained on N(0, I) draws (`targets: "pool"`) picks z's direction; guidance can push
+/// its length far past the draws' (|z| ≈ √d), where the generator blows out, so z is put back
+/// at length √d. A zero vector is left as it is.
+fn on_gaussian_shell(z: &mut [f32]) {
+    let norm = z.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        let s = (z.len() as f32).sqrt() / norm;
+        z.iter_mut().for_each(|v| *v *= s);
+    }
+}
+
 /// Steps and guidance of the look prior. Guidance 4 keeps the sampled z at the norm of
 /// N(0, I) draws (~16) and reads the named look more often than 2 (docs/text_to_image.md).
 pub const PRIOR_STEPS: usize = 20;
@@ -194,7 +205,11 @@ impl TextToImage {
                     PRIOR_STEPS,
                     PRIOR_GUIDANCE,
                 )?;
-                ZSource::Given(z.to_vec()?)
+                let mut z = z.to_vec()?;
+                if prior.model.cfg.targets.as_deref() == Some("pool") {
+                    on_gaussian_shell(&mut z);
+                }
+                ZSource::Given(z)
             }
             None => ZSource::Seed(seed),
         };
@@ -217,5 +232,20 @@ impl TextToImage {
             times,
             truncated: text.truncated,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::on_gaussian_shell;
+
+    #[test]
+    fn gaussian_shell_keeps_the_direction_at_length_sqrt_d() {
+        let mut z = vec![3.0f32, 0.0, -4.0, 0.0];
+        on_gaussian_shell(&mut z);
+        assert_eq!(z, vec![1.2, 0.0, -1.6, 0.0]); // |z| = 5 → 2 = √4
+        let mut zero = vec![0.0f32; 4];
+        on_gaussian_shell(&mut zero);
+        assert_eq!(zero, vec![0.0; 4]);
     }
 }
