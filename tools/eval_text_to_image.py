@@ -130,8 +130,7 @@ def look_agreement(a, tmp):
     for i, (look, prompt) in enumerate(LOOK_PROMPTS):
         _, grid = run(a, prompt, tmp, f"look{i}")
         for im in images_of(grid, a.samples):
-            f = torch.from_numpy(tp.color_features(im[None])).float()
-            pred = int(((((f - lc["mean"]) / lc["std"]) @ lc["w"].T) + lc["b"]).argmax())
+            pred = int(tp.classify_looks(lc, tp.color_features(im[None])).argmax())
             conf[tp.LOOKS.index(look), pred] += 1
             ok += tp.LOOKS[pred] == look
     n = len(LOOK_PROMPTS) * a.samples

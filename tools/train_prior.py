@@ -17,8 +17,8 @@ the procedural world's renders. A model whose encoder has collapsed (posterior N
 the render, so its means carry no look) uses `--targets pool` instead: z ~ N(0, I) rendered by
 the generator itself on training maps, each z labelled with the look the look classifier reads
 off its image (a look the generator never produces gets the z's it rates most likely for it); a
-caption of look L is paired with a random z of L's pool at every step. The text is the caption, with its look phrase ("at dusk", "under heavy
-clouds", …) cut out for 30 % of the samples, so a prompt that names no look draws from all
+caption of look L is paired with a random z of L's pool at every step. The text is the caption,
+with its look phrase ("at dusk", "under heavy clouds", …) cut out for 30 % of the samples, so a prompt that names no look draws from all
 looks. The denoiser is an MLP on [z_t, pooled text (384), sinusoid(t) (128)] → x̂₀ (unCLIP
 predicts the clean embedding), trained on a cosine schedule with 10 % of the texts dropped to the
 empty sentence for classifier-free guidance. The look classifier is a logistic regression on
