@@ -9,7 +9,13 @@ script trains that segmenter, ``tools/eval_landscape.py`` applies it.
     python3 tools/segnet.py                                   # ~20-30 min on 2 free CPU cores
     python3 tools/segnet.py --work DIR --max-minutes 30       # resumes if DIR has a checkpoint
     python3 tools/segnet.py --bench 10                        # time 10 steps (stand-in data)
-    python3 tools/segnet.py --eval-only                       # re-score segnet.pt on the val set
+    python3 tools/segnet.py --eval-only [--weights PT]        # re-score segnet.pt on the val set
+    python3 tools/segnet.py --export tools/weights/segnet.pt  # f16 copy of <work>/segnet.pt
+
+The two segmenters the project uses are committed as f16 copies (``--export``), so the quality
+figures are reproducible without retraining: ``tools/weights/segnet.pt`` scores
+(``tools/segnet.py``, defaults) and ``tools/weights/segnet2.pt`` is the generator's perceptual
+loss (``--work .../segnet2 --train-seed0 2400000 --seed 1``).
 
 Data
 ----
@@ -446,6 +452,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bench", type=int, metavar="N", help="time N steps on stand-in data, exit")
     ap.add_argument("--eval-only", action="store_true", help="score <work>/segnet.pt on val")
+    ap.add_argument("--weights", help="--eval-only: score this file instead of <work>/segnet.pt")
+    ap.add_argument("--export", metavar="PT", help="write <work>/segnet.pt with f16 weights, exit")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.size % 16:
@@ -462,11 +470,19 @@ def main(argv=None) -> None:
     out_path = os.path.join(a.work, "segnet.pt")
     log_path = os.path.join(a.work, "log.jsonl")
 
+    if a.export:
+        ck = torch.load(out_path, map_location="cpu", weights_only=True)
+        ck["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
+        os.makedirs(os.path.dirname(os.path.abspath(a.export)), exist_ok=True)
+        _save(a.export, ck)
+        print(f"wrote {a.export} (f16 weights of {out_path}, step {ck['step']})")
+        return
     val = cached_set(a.work, VAL_SEED0, a.n_val, a.size, a.threads, "val")
     if a.eval_only:
-        model, meta = load(out_path)
+        path = a.weights or out_path
+        model, meta = load(path)
         s = evaluate(model, val["images"], val["labels"])
-        print(f"{out_path} (step {meta['step']}) on {a.n_val} val renders: {fmt_scores(s)}")
+        print(f"{path} (step {meta['step']}) on {a.n_val} val renders: {fmt_scores(s)}")
         return
     tr = cached_set(a.work, a.train_seed0, a.n_train, a.size, a.threads, "train")
     n = len(tr["labels"])

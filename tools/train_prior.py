@@ -11,6 +11,8 @@ change the rendered light. Also the look classifier the evaluation scores looks 
     python3 tools/train_prior.py fixtures                       # tests/fixtures/prior/
     python3 tools/train_prior.py ceiling --work DIR [--targets pool] [--figure PNG]
                                                  # what the renderer allows
+    python3 tools/train_prior.py encoder --work DIR [--weights FILE | --ckpt CKPT] [--n 256]
+                                                 # does z carry the look? (style encoder check)
 
 Targets (`--targets mu`) are the style encoder's mean (netE of assets/landscape.safetensors) on
 the procedural world's renders. A model whose encoder has collapsed (posterior N(0, I) whatever
@@ -393,9 +395,99 @@ def ceiling(a):
         print(f"wrote {a.figure}")
 
 
+CHECK_SEED0 = 7_100_000  # renders of the encoder check (seen by no training)
+
+
+def load_g_e(weights=None, ckpt=None):
+    """(G, E, opt, noise density, classes) from a model file or a train_landscape.py checkpoint
+    (its EMA generator when it has one), in eval mode."""
+    import train_landscape as tl
+    import spade_reference as sr
+    if ckpt:
+        ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+        arch = ck["arch"]
+        classes = [(int(i), str(n), tuple(int(x) for x in c)) for i, n, c in ck["classes"]]
+        noise = arch.get("noise", 0.0)
+        opt = tl.g_options(arch["size"], arch["ngf"], arch["use_vae"], len(classes), noise)
+        G = sr.build_generator(opt)
+        G.load_state_dict(ck["G_ema"] if ck.get("G_ema") is not None else ck["G"], strict=True)
+        E = sr.ConvEncoder(tl.e_options(opt))
+        E.load_state_dict(ck["E"], strict=True)
+    else:
+        G, opt, cfg, classes = tl.generator_from_file(weights)
+        noise = cfg.get("texture_field") or 0.0
+        w, _ = tl.load_safetensors_np(weights)
+        E = sr.ConvEncoder(tl.e_options(opt))
+        miss = tl.load_folded(E, w, "netE.")
+        if miss:
+            raise SystemExit(f"{weights}: encoder keys missing: {miss[:8]}")
+    return G.eval(), E.eval(), opt, noise, classes
+
+
+def encoder_check(a):
+    """Does z carry the look? On `--n` renders of seeds CHECK_SEED0.. (about half of them day):
+    the posterior's std, the spread of its means, the distance between the looks' mean z's;
+    reconstruction (render → encoder mean → the generator on the render's own map → the look
+    classifier; agreement with the render's look); and what random z ~ N(0, I) give."""
+    import train_landscape as tl
+    import spade_reference as sr
+    torch.set_num_threads(a.threads)
+    lc_path = os.path.join(a.work, "look_classifier.pt")
+    if not os.path.exists(lc_path):
+        look_classifier(a, np.load(os.path.join(a.work, "prior_data.npz")))
+    lc = torch.load(lc_path)
+    weights = a.weights or os.path.join(HERE, "..", "assets", "landscape.safetensors")
+    G, E, opt, noise, classes = load_g_e(None if a.ckpt else weights, a.ckpt)
+    n = min(a.n, 512)
+    seeds = list(range(CHECK_SEED0, CHECK_SEED0 + n))
+    r = tl.render(landscape, seeds, opt.crop_size, tl.class_lut(classes), "check")
+    looks = np.array([LOOKS.index(landscape._look(s).name) for s in seeds])
+    imgs = torch.from_numpy(r["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    zr = torch.from_numpy(np.random.default_rng(a.seed).standard_normal((n, Z)).astype(np.float32))
+    mus, stds, col_rec, col_rand = [], [], [], []
+    with torch.no_grad():
+        for b in range(0, n, 16):
+            idx = range(b, min(b + 16, n))
+            mu, logvar = E(imgs[b:b + 16])
+            mus.append(mu)
+            stds.append(torch.exp(0.5 * logvar))
+            seg = torch.cat([sr.make_semantics(r["labels"][i].astype(np.int64), opt,
+                                               tl.texture_field(seeds[i], *r["labels"][i].shape, noise)
+                                               if noise else None) for i in idx])
+            for z, out in ((mu, col_rec), (zr[b:b + 16], col_rand)):
+                y = G(seg, z)
+                img = ((y.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy().astype(np.uint8)
+                out.append(color_features(img))
+    mu, std = torch.cat(mus).numpy(), torch.cat(stds).numpy()
+    rec = classify_looks(lc, np.concatenate(col_rec)).argmax(1)
+    rand = classify_looks(lc, np.concatenate(col_rand)).argmax(1)
+    centres = np.stack([mu[looks == k].mean(0) for k in range(len(LOOKS))])
+    dist = [np.linalg.norm(centres[i] - centres[j]) for i in range(4) for j in range(i + 1, 4)]
+    conf = np.zeros((4, 4), int)
+    np.add.at(conf, (looks, rec), 1)
+    res = dict(model=a.ckpt or weights, n=n, posterior_std=float(std.mean()),
+               mean_spread=float(mu.std(0).mean()), mean_norm=float(np.linalg.norm(mu, axis=1).mean()),
+               look_centre_distance=[float(min(dist)), float(max(dist))],
+               reconstruction_agreement=float(np.trace(conf) / n),
+               reconstruction_balanced=float(np.mean(np.diag(conf) / np.maximum(conf.sum(1), 1))),
+               reconstruction_confusion=conf.tolist(),
+               random_z_looks=dict(zip(LOOKS, np.bincount(rand, minlength=4).tolist())))
+    print(f"{res['model']}: posterior std {res['posterior_std']:.3f}, means spread "
+          f"{res['mean_spread']:.3f}/dim (|mu| {res['mean_norm']:.2f}), look centres "
+          f"{min(dist):.2f}-{max(dist):.2f} apart")
+    print(f"reconstruction look agreement {100 * res['reconstruction_agreement']:.1f} % (mean "
+          f"over looks {100 * res['reconstruction_balanced']:.1f} %; rows: render's look, cols: "
+          f"read look {LOOKS}):\n{conf}")
+    print(f"random z read as: {res['random_z_looks']}")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(res, f, indent=1)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("cmd", choices=["data", "pool", "train", "export", "fixtures", "ceiling"])
+    p.add_argument("cmd", choices=["data", "pool", "train", "export", "fixtures", "ceiling",
+                                      "encoder"])
     p.add_argument("--spadework", default="target/release/spadework")
     p.add_argument("--work")
     p.add_argument("--n", type=int, default=4000)
@@ -414,11 +506,14 @@ def main():
                    help="train on the encoder's means or on look_pool.npz (`pool`)")
     p.add_argument("--figure", help="ceiling: write its renders here, one row per look")
     p.add_argument("--renders", help="reuse rendered (labels, images, captions, seeds) .npz")
+    p.add_argument("--weights", help="encoder: a model file (default assets/landscape.safetensors)")
+    p.add_argument("--ckpt", help="encoder: a train_landscape.py checkpoint instead")
     a = p.parse_args()
     if a.cmd == "fixtures":
         return fixtures(a)
     os.makedirs(a.work, exist_ok=True)
-    {"data": data, "pool": pool, "train": train, "export": export, "ceiling": ceiling}[a.cmd](a)
+    {"data": data, "pool": pool, "train": train, "export": export, "ceiling": ceiling,
+     "encoder": encoder_check}[a.cmd](a)
 
 
 if __name__ == "__main__":
