@@ -10,12 +10,12 @@ script trains that segmenter, ``tools/eval_landscape.py`` applies it.
     python3 tools/segnet.py --work DIR --max-minutes 30       # resumes if DIR has a checkpoint
     python3 tools/segnet.py --bench 10                        # time 10 steps (stand-in data)
     python3 tools/segnet.py --eval-only [--weights PT]        # re-score segnet.pt on the val set
-    python3 tools/segnet.py --export tools/weights/segnet.pt  # f16 copy of <work>/segnet.pt
+    python3 tools/segnet.py --export tools/weights/segnet2.pt # f16 copy of <work>/segnet.pt
 
-The two segmenters the project uses are committed as f16 copies (``--export``), so the quality
-figures are reproducible without retraining: ``tools/weights/segnet.pt`` scores
-(``tools/segnet.py``, defaults) and ``tools/weights/segnet2.pt`` is the generator's perceptual
-loss (``--work .../segnet2 --train-seed0 2400000 --seed 1``).
+The generator's perceptual-loss segmenter (``--work .../segnet2 --train-seed0 2400000 --seed
+1``) is committed as an f16 copy, ``tools/weights/segnet2.pt`` (``--export``), so a training run
+needs no segmenter training first. The segmenter that scores (the defaults) is trained per
+machine.
 
 Data
 ----
