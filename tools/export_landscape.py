@@ -87,19 +87,14 @@ def main(argv=None) -> None:
     out = a.out or os.path.join(a.work, "export")
     os.makedirs(out, exist_ok=True)
     arch = ck["arch"]
-    classes = [(int(i), str(n), tuple(int(x) for x in c)) for i, n, c in ck["classes"]]
-    k = len(classes)
     noise = arch.get("noise", 0.0)
-    opt = tl.g_options(arch["size"], arch["ngf"], arch["use_vae"], k, noise)
+    # --- the in-checkpoint generator / encoder (reference for the checks) -------------------
+    G, opt, classes, which = tl.generator_from_checkpoint(ck, ema=not a.raw_g)
+    k = len(classes)
+    use_ema = which == "G_ema"
     print(f"{ck['_path']}: step {ck['step']}, {ck.get('train_seconds', 0) / 60:.1f} min trained, "
           f"arch {arch}, K={k}")
-
-    # --- the in-checkpoint generator / encoder (reference for the checks) -------------------
-    G = sr.build_generator(opt)
-    use_ema = ck.get("G_ema") is not None and not a.raw_g
-    G.load_state_dict(ck["G_ema"] if use_ema else ck["G"], strict=True)
     print(f"generator: {'the EMA of G (--ema run)' if use_ema else 'G'}")
-    G.eval()
     sd_g = clean_sd(G.state_dict())
     want = sr.expected_keys(opt)
     if list(sd_g) != want:

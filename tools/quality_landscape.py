@@ -114,15 +114,10 @@ def render_torch(path: str, gt: np.ndarray, seeds: list[int], batch: int) -> tup
     else:
         ck = dict(torch.load(path, map_location="cpu", weights_only=True), _path=path)
     arch = ck["arch"]
-    classes = [(int(i), str(n), tuple(int(x) for x in c)) for i, n, c in ck["classes"]]
+    G, opt, classes, which = tl.generator_from_checkpoint(ck)
     if classes != sn.CLASSES:
         raise SystemExit(f"{ck['_path']}: classes differ from landscape.CLASSES")
     noise = arch.get("noise", 0.0)
-    opt = tl.g_options(arch["size"], arch["ngf"], arch["use_vae"], len(classes), noise)
-    G = sr.SPADEGenerator(opt)
-    which = "G_ema" if ck.get("G_ema") is not None else "G"
-    G.load_state_dict(ck[which], strict=True)
-    G.eval()
     info = dict(checkpoint=os.path.abspath(ck["_path"]), step=int(ck["step"]), generator=which,
                 arch=arch, hparams=ck.get("hparams"))
     del ck

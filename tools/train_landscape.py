@@ -660,6 +660,19 @@ def generator_from_file(path: str):
     return G.eval(), opt, cfg, classes
 
 
+def generator_from_checkpoint(ck: dict, ema: bool = True):
+    """A train_landscape.py checkpoint (dict) -> (G, opt, classes, which): the PyTorch
+    ``SPADEGenerator`` with its EMA weights when it has them and ``ema`` (which = "G_ema"),
+    else G's (which = "G"), in eval mode."""
+    arch = ck["arch"]
+    classes = [(int(i), str(n), tuple(int(x) for x in c)) for i, n, c in ck["classes"]]
+    opt = g_options(arch["size"], arch["ngf"], arch["use_vae"], len(classes), arch.get("noise", 0.0))
+    which = "G_ema" if ema and ck.get("G_ema") is not None else "G"
+    G = sr.SPADEGenerator(opt)
+    G.load_state_dict(ck[which], strict=True)
+    return G.eval(), opt, classes, which
+
+
 def split_preds(preds: list[list[torch.Tensor]], n: int):
     fake = [[t[:n] for t in p] for p in preds]
     real = [[t[n:] for t in p] for p in preds]

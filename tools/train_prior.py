@@ -112,7 +112,6 @@ def color_features(images):
 
 def data(a):
     import train_landscape as tl
-    import spade_reference as sr
     from minilm_reference import model_dir
     from transformers import BertModel, BertTokenizerFast
     path = os.path.join(a.work, "prior_data.npz")
@@ -127,12 +126,8 @@ def data(a):
     else:
         seeds = list(range(a.seed0, a.seed0 + a.n))
         d = tl.render(world, seeds, 128, tl.class_lut(classes), "prior")
-    w, meta = tl.load_safetensors_np(os.path.join(HERE, "..", "assets", "landscape.safetensors"))
-    opt = tl.g_options(128, 32, True, len(classes))
-    E = sr.ConvEncoder(tl.e_options(opt))
-    miss = tl.load_folded(E, w, "netE.")
-    assert not miss, miss
-    E.eval()
+    E = encoder_from_file(os.path.join(HERE, "..", "assets", "landscape.safetensors"),
+                          tl.g_options(128, 32, True, len(classes))).eval()
     imgs = torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 127.5 - 1
     mus = []
     with torch.no_grad():
@@ -405,23 +400,27 @@ def load_g_e(weights=None, ckpt=None):
     import spade_reference as sr
     if ckpt:
         ck = torch.load(ckpt, map_location="cpu", weights_only=True)
-        arch = ck["arch"]
-        classes = [(int(i), str(n), tuple(int(x) for x in c)) for i, n, c in ck["classes"]]
-        noise = arch.get("noise", 0.0)
-        opt = tl.g_options(arch["size"], arch["ngf"], arch["use_vae"], len(classes), noise)
-        G = sr.build_generator(opt)
-        G.load_state_dict(ck["G_ema"] if ck.get("G_ema") is not None else ck["G"], strict=True)
+        G, opt, classes, _ = tl.generator_from_checkpoint(ck)
+        noise = ck["arch"].get("noise", 0.0)
         E = sr.ConvEncoder(tl.e_options(opt))
         E.load_state_dict(ck["E"], strict=True)
     else:
         G, opt, cfg, classes = tl.generator_from_file(weights)
         noise = cfg.get("texture_field") or 0.0
-        w, _ = tl.load_safetensors_np(weights)
-        E = sr.ConvEncoder(tl.e_options(opt))
-        miss = tl.load_folded(E, w, "netE.")
-        if miss:
-            raise SystemExit(f"{weights}: encoder keys missing: {miss[:8]}")
-    return G.eval(), E.eval(), opt, noise, classes
+        E = encoder_from_file(weights, opt)
+    return G, E.eval(), opt, noise, classes
+
+
+def encoder_from_file(path, opt):
+    """The style encoder (netE.*) of a model file, for generator options `opt`."""
+    import train_landscape as tl
+    import spade_reference as sr
+    w, _ = tl.load_safetensors_np(path)
+    E = sr.ConvEncoder(tl.e_options(opt))
+    miss = tl.load_folded(E, w, "netE.")
+    if miss:
+        raise SystemExit(f"{path}: encoder keys missing: {miss[:8]}")
+    return E
 
 
 def encoder_check(a):
