@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Score the landscape demo generator the way the SPADE paper does: segment its outputs.
 
-    python3 tools/eval_landscape.py --weights landscape.safetensors \\
-        --segnet /work/landscape_runs/segnet/segnet.pt --json eval.json --grid eval.png
+    python3 tools/eval_landscape.py --weights landscape.safetensors --json eval.json --grid eval.png
     python3 tools/eval_landscape.py --no-gen ...     # only (a): the segmenter on real renders
 
 For ``--n`` (200) held-out seeds ``--seed0`` (1,000,000) ... (never seen by the generator, whose
@@ -201,7 +200,7 @@ def main(argv=None) -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="landscape.safetensors")
     ap.add_argument("--bin", default="target/release/spadework")
-    ap.add_argument("--segnet", default="/work/landscape_runs/segnet/segnet.pt")
+    ap.add_argument("--segnet", default=os.path.join(HERE, "weights", "segnet.pt"))
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed0", type=int, default=EVAL_SEED0)
     ap.add_argument("--size", type=int, default=128)

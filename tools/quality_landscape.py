@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Image-quality figures of landscape generators against the procedural renders (issue 16).
 
-    python3 tools/quality_landscape.py --segnet /work/landscape_runs/segnet/segnet.pt \\
+    python3 tools/quality_landscape.py \\
         --weights assets/landscape.safetensors new.safetensors --json quality.json
-    python3 tools/quality_landscape.py --segnet ... --ckpt /work/landscape_runs/oasis128   # PyTorch
+    python3 tools/quality_landscape.py --ckpt /work/landscape_runs/oasis128   # PyTorch
     python3 tools/quality_landscape.py --self-test     # the figures on synthetic images
 
 For ``--n`` (200) held-out maps, seeds ``--seed0`` (1,000,000) ... at ``--size`` (128) — seen by
@@ -351,7 +351,7 @@ def main(argv=None) -> None:
     ap.add_argument("--ckpt", nargs="*", default=[], help="train_landscape checkpoints / run dirs")
     ap.add_argument("--names", nargs="*", help="column names (default: file names)")
     ap.add_argument("--bin", default="target/release/spadework")
-    ap.add_argument("--segnet", default="/work/landscape_runs/segnet/segnet.pt")
+    ap.add_argument("--segnet", default=os.path.join(HERE, "weights", "segnet.pt"))
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed0", type=int, default=ev.EVAL_SEED0)
     ap.add_argument("--size", type=int, default=128)
